@@ -1,0 +1,5 @@
+DROP TABLE "OrderItem";
+DROP TABLE "Order";
+DROP TABLE "CartItem";
+DROP TABLE "Product";
+DROP TABLE "User";

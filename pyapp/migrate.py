@@ -1,0 +1,65 @@
+"""yoyo-migrations driven from DATABASE_URL (with the psycopg 3 backend)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from yoyo import get_backend, read_migrations
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = ROOT / "migrations"
+
+
+def yoyo_url(url: str) -> str:
+    """postgresql://... -> postgresql+psycopg://... so yoyo uses psycopg 3, not psycopg2."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
+
+
+@contextmanager
+def backend(url: str):
+    b = get_backend(yoyo_url(url))
+    try:
+        yield b
+    finally:
+        b.connection.close()
+
+
+def migrations():
+    return read_migrations(str(MIGRATIONS))
+
+
+def pending(url: str) -> list[str]:
+    with backend(url) as b:
+        return [m.id for m in b.to_apply(migrations())]
+
+
+def applied(url: str) -> list[str]:
+    with backend(url) as b:
+        return [m.id for m in migrations() if b.is_applied(m)]
+
+
+def apply(url: str) -> list[str]:
+    with backend(url) as b, b.lock():
+        todo = b.to_apply(migrations())
+        b.apply_migrations(todo)
+    return [m.id for m in todo]
+
+
+def rollback(url: str, target: str | None = None) -> list[str]:
+    """Rolls back every migration (target None) or `target` and every migration after it."""
+    all_migs = migrations()
+    with backend(url) as b, b.lock():
+        todo = b.to_rollback(all_migs)
+        if target is not None:
+            ids = [m.id for m in all_migs]
+            match = [i for i in ids if i == target or i.endswith("_" + target) or i.startswith(target + "_")]
+            if not match:
+                raise ValueError(f"no migration named {target!r}")
+            cut = ids.index(match[0])
+            later = set(ids[cut:])
+            todo = todo.filter(lambda m: m.id in later)
+        b.rollback_migrations(todo)
+    return [m.id for m in todo]

@@ -1,0 +1,158 @@
+-- api.checkout: turns the buyer's whole cart into one PENDING_PAYMENT order, atomically.
+-- The cart is claimed with DELETE ... RETURNING, so two concurrent checkouts of one cart can never
+-- both get its lines (the second finds it empty). Quantities are summed per product and products
+-- are locked in id order, so two carts can never deadlock. Each decrement is conditional
+-- (stock >= quantity) and re-checked by PostgreSQL on the newest row version, so a busy product
+-- never yields a spurious conflict. The hot-row UPDATEs come last: a product's row lock is held
+-- until commit, and that is what bounds throughput on a popular product. Prices are copied from
+-- the locked rows. With an idempotency key, the same key and payload return the original order
+-- (with "replayed": true) and create nothing.
+-- Raises: MK503 maintenance; MKV00 bad address or key; MKI22 key reused with another payload;
+--         MK404 unknown user; MKE00 empty cart; MK400 insufficient stock (DETAIL lists every
+--         short product with requested and available).
+-- Callers: marketplace_app (HTTP), DBAs.
+CREATE OR REPLACE FUNCTION api.checkout(
+    p_user_id text,
+    p_shipping_address jsonb,
+    p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_hash      text;
+    v_existing  record;
+    v_pids      text[];
+    v_qtys      integer[];
+    v_prices    numeric(10,2)[] := '{}';
+    v_price     numeric(10,2);
+    v_total     numeric := 0;
+    v_short     jsonb;
+    v_order_id  text;
+    v_at        timestamptz := now();
+    i           integer;
+BEGIN
+    PERFORM internal.assert_writable();
+
+    IF p_shipping_address IS NULL OR jsonb_typeof(p_shipping_address) <> 'object'
+       OR p_shipping_address = '{}'::jsonb OR length(p_shipping_address::text) > 4096 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00',
+            MESSAGE = 'shipping address must be a non-empty JSON object of at most 4096 bytes',
+            DETAIL = jsonb_build_object('field', 'shippingAddress')::text;
+    END IF;
+    IF p_idempotency_key IS NOT NULL AND (length(p_idempotency_key) NOT BETWEEN 1 AND 255) THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00',
+            MESSAGE = 'idempotency key must be 1 to 255 characters',
+            DETAIL = jsonb_build_object('field', 'idempotencyKey')::text;
+    END IF;
+
+    -- jsonb's text form is canonical (key order, whitespace), so equal payloads hash equally.
+    v_hash := md5(p_shipping_address::text);
+
+    FOR attempt IN 1..2 LOOP
+        IF p_idempotency_key IS NOT NULL THEN
+            SELECT o.id, o."requestHash" INTO v_existing
+            FROM "Order" o
+            WHERE o."userId" = p_user_id AND o."idempotencyKey" = p_idempotency_key;
+            IF FOUND THEN
+                IF v_existing."requestHash" IS DISTINCT FROM v_hash THEN
+                    RAISE EXCEPTION USING ERRCODE = 'MKI22',
+                        MESSAGE = 'this idempotency key was already used with another payload',
+                        DETAIL = jsonb_build_object('idempotencyKey', p_idempotency_key,
+                                                    'orderId', v_existing.id)::text,
+                        HINT = 'Use a new key for a new checkout.';
+                END IF;
+                RETURN internal.order_json(v_existing.id) || jsonb_build_object('replayed', true);
+            END IF;
+        END IF;
+        EXIT WHEN attempt = 2;
+
+        -- Claim the cart: a concurrent checkout of the same cart waits here, then finds it empty.
+        WITH claimed AS (
+            DELETE FROM "CartItem" c WHERE c."userId" = p_user_id
+            RETURNING c."productId", c.quantity
+        ), summed AS (
+            SELECT "productId" AS pid, sum(quantity) AS qty FROM claimed GROUP BY 1
+        )
+        SELECT array_agg(pid ORDER BY pid), array_agg(qty::integer ORDER BY pid)
+        INTO v_pids, v_qtys
+        FROM summed;
+
+        EXIT WHEN v_pids IS NOT NULL;
+        -- Empty: either a concurrent twin with the same key has just committed (look again, it is
+        -- visible to the next statement), or the cart really is empty.
+        CONTINUE WHEN p_idempotency_key IS NOT NULL;
+        EXIT;
+    END LOOP;
+
+    IF v_pids IS NULL THEN
+        PERFORM 1 FROM "User" u WHERE u.id = p_user_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'user not found',
+                DETAIL = jsonb_build_object('userId', p_user_id)::text;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'MKE00', MESSAGE = 'the cart is empty',
+            DETAIL = jsonb_build_object('userId', p_user_id)::text,
+            HINT = 'Add items with api.add_to_cart first.';
+    END IF;
+
+    -- A lock-free look first: a sold-out product fails here without queueing on its row lock.
+    SELECT jsonb_agg(jsonb_build_object('productId', c.pid, 'requested', c.qty,
+                                        'available', coalesce(p.stock, 0)) ORDER BY c.pid)
+    INTO v_short
+    FROM unnest(v_pids, v_qtys) AS c(pid, qty)
+    LEFT JOIN "Product" p ON p.id = c.pid
+    WHERE coalesce(p.stock, 0) < c.qty;
+    IF v_short IS NOT NULL THEN
+        PERFORM internal.raise_insufficient_stock(v_short);
+    END IF;
+
+    v_order_id := gen_random_uuid()::text;
+    PERFORM set_config('mk.stock_reason', 'CHECKOUT', true), set_config('mk.order_id', v_order_id, true);
+
+    -- Hot-row work, in id order. A row that fails the condition was sold in the meantime.
+    FOR i IN 1 .. array_length(v_pids, 1) LOOP
+        UPDATE "Product" p SET stock = p.stock - v_qtys[i]
+        WHERE p.id = v_pids[i] AND p.stock >= v_qtys[i]
+        RETURNING p.price INTO v_price;
+        IF NOT FOUND THEN
+            SELECT jsonb_agg(jsonb_build_object('productId', c.pid, 'requested', c.qty,
+                                                'available', coalesce(p.stock, 0)) ORDER BY c.pid)
+            INTO v_short
+            FROM unnest(v_pids[i:], v_qtys[i:]) AS c(pid, qty)
+            LEFT JOIN "Product" p ON p.id = c.pid
+            WHERE c.pid = v_pids[i] OR coalesce(p.stock, 0) < c.qty;
+            PERFORM internal.raise_insufficient_stock(v_short);
+        END IF;
+        v_prices := v_prices || v_price;
+        v_total := v_total + v_price * v_qtys[i];
+    END LOOP;
+
+    IF v_total > 99999999.99 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'order total exceeds 99,999,999.99',
+            DETAIL = jsonb_build_object('total', v_total)::text,
+            HINT = 'Split the order.';
+    END IF;
+
+    INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "idempotencyKey",
+                         "requestHash", "createdAt", "updatedAt")
+    VALUES (v_order_id, p_user_id, 'PENDING_PAYMENT', v_total, p_shipping_address,
+            p_idempotency_key, v_hash, v_at, v_at);
+    INSERT INTO "OrderItem" ("orderId", "productId", quantity, "unitPrice")
+    SELECT v_order_id, u.pid, u.qty, u.price FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
+
+    PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
+
+    RETURN jsonb_build_object(
+        'id', v_order_id, 'userId', p_user_id, 'status', 'PENDING_PAYMENT', 'total', v_total,
+        'shippingAddress', p_shipping_address, 'idempotencyKey', p_idempotency_key,
+        'createdAt', v_at, 'updatedAt', v_at, 'replayed', false,
+        'items', (SELECT jsonb_agg(jsonb_build_object('productId', u.pid, 'quantity', u.qty,
+                                                      'unitPrice', u.price) ORDER BY u.pid)
+                  FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price)));
+END
+$$;
+COMMENT ON FUNCTION api.checkout(text, jsonb, text) IS
+    'Turns the buyer''s cart into one PENDING_PAYMENT order atomically (all lines or none), decrementing stock; replays by idempotency key.';
+REVOKE ALL ON FUNCTION api.checkout(text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.checkout(text, jsonb, text) TO marketplace_app;

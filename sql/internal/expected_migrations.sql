@@ -1,0 +1,18 @@
+-- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
+-- to. Each new migration restates this function with its own id added, so
+-- api.integrity_report() can tell when a database lags behind its code.
+-- Raises: nothing. Callers: api.integrity_report.
+CREATE OR REPLACE FUNCTION internal.expected_migrations()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[
+        '0001_initial_marketplace_schema',
+        '0002_add_version_to_product',
+        '0003_core_rules',
+        '0004_api_functions'
+    ]
+$$;
+COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
+REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;

@@ -1,0 +1,82 @@
+-- internal.product_bump_version: BEFORE UPDATE on "Product". Every change of a row, whoever makes
+-- it (the api, a DBA's plain UPDATE, an ORM that sets version itself), raises version by exactly 1
+-- and stamps "updatedAt", so optimistic locking can trust the column.
+-- Raises: nothing. Callers: the trigger only.
+CREATE OR REPLACE FUNCTION internal.product_bump_version()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW."version" := OLD."version" + 1;
+    NEW."updatedAt" := now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION internal.product_bump_version() IS
+    'Trigger: every UPDATE of a "Product" row raises version by exactly 1 and sets "updatedAt".';
+REVOKE ALL ON FUNCTION internal.product_bump_version() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER product_bump_version
+    BEFORE UPDATE ON "Product"
+    FOR EACH ROW EXECUTE FUNCTION internal.product_bump_version();
+
+-- internal.product_stock_ledger: AFTER INSERT or UPDATE OF stock on "Product". Appends one ledger
+-- row per stock change. The reason and order come from the transaction-local settings
+-- mk.stock_reason and mk.order_id that the api functions set; a plain UPDATE by a DBA is recorded
+-- as an ADJUSTMENT, a new product's stock as its OPENING_BALANCE.
+-- Raises: nothing of its own. Callers: the trigger only.
+CREATE OR REPLACE FUNCTION internal.product_stock_ledger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_delta integer := NEW.stock - CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE OLD.stock END;
+BEGIN
+    IF v_delta <> 0 THEN
+        INSERT INTO "StockLedger" ("productId", delta, reason, "orderId", "versionAfter", "stockAfter")
+        VALUES (NEW.id, v_delta,
+                CASE WHEN TG_OP = 'INSERT' THEN 'OPENING_BALANCE'
+                     ELSE coalesce(nullif(current_setting('mk.stock_reason', true), ''), 'ADJUSTMENT') END,
+                nullif(current_setting('mk.order_id', true), ''),
+                NEW."version", NEW.stock);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION internal.product_stock_ledger() IS
+    'Trigger: appends every stock change of a "Product" to "StockLedger" (reason, delta, order, version after).';
+REVOKE ALL ON FUNCTION internal.product_stock_ledger() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER product_stock_ledger_insert
+    AFTER INSERT ON "Product"
+    FOR EACH ROW WHEN (NEW.stock <> 0) EXECUTE FUNCTION internal.product_stock_ledger();
+CREATE OR REPLACE TRIGGER product_stock_ledger_update
+    AFTER UPDATE OF stock ON "Product"
+    FOR EACH ROW WHEN (OLD.stock IS DISTINCT FROM NEW.stock) EXECUTE FUNCTION internal.product_stock_ledger();
+
+-- internal.ledger_append_only: the ledger is history; rows are never changed or removed.
+-- Raises: MKS09 on UPDATE, DELETE or TRUNCATE of "StockLedger". Callers: the triggers only.
+CREATE OR REPLACE FUNCTION internal.ledger_append_only()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'MKS09',
+        MESSAGE = format('"StockLedger" is append-only: %s is not allowed', TG_OP),
+        DETAIL = jsonb_build_object('operation', TG_OP)::text,
+        HINT = 'Correct stock with an UPDATE of "Product" (recorded as ADJUSTMENT) or api.update_product.';
+END
+$$;
+COMMENT ON FUNCTION internal.ledger_append_only() IS 'Trigger: refuses UPDATE, DELETE and TRUNCATE of "StockLedger".';
+REVOKE ALL ON FUNCTION internal.ledger_append_only() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER ledger_append_only
+    BEFORE UPDATE OR DELETE ON "StockLedger"
+    FOR EACH ROW EXECUTE FUNCTION internal.ledger_append_only();
+CREATE OR REPLACE TRIGGER ledger_no_truncate
+    BEFORE TRUNCATE ON "StockLedger"
+    FOR EACH STATEMENT EXECUTE FUNCTION internal.ledger_append_only();

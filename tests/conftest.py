@@ -1,0 +1,37 @@
+import pytest
+import psycopg
+
+from tests.pg import APP_ROLE, Server
+
+
+@pytest.fixture(scope="session")
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def dbname(server):
+    """A fresh, fully migrated database for one test."""
+    name = server.fresh_database()
+    yield name
+    server.drop_database(name)
+
+
+@pytest.fixture
+def db_url(server, dbname):
+    """Owner (superuser) URL of the fresh database: for setup and for checking invariants."""
+    return server.url(dbname)
+
+
+@pytest.fixture
+def app_url(server, dbname):
+    """URL of the fresh database as the HTTP app's role, which may only EXECUTE api functions."""
+    return server.url(dbname, user=APP_ROLE)
+
+
+@pytest.fixture
+def conn(db_url):
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
