@@ -1,5 +1,6 @@
 SET LOCAL lock_timeout = '5s';
 DROP TABLE internal.settings;
+DROP TABLE "PaymentWebhookDelivery";
 DROP TABLE "ApiToken";
 DROP INDEX "Order_unpaid_createdAt_idx";
 DROP INDEX "Order_userId_idempotencyKey_key";

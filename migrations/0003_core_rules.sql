@@ -69,6 +69,15 @@ CREATE TABLE "ApiToken" (
 CREATE INDEX "ApiToken_userId_idx" ON "ApiToken" ("userId");
 COMMENT ON TABLE "ApiToken" IS 'Bearer tokens, stored only as their SHA-256; the token itself is never kept.';
 
+-- Accepted payment-webhook signatures: a signature is accepted once, so a replay is refused.
+CREATE TABLE "PaymentWebhookDelivery" (
+    signature     text PRIMARY KEY,
+    "orderId"     text NOT NULL,
+    outcome       text NOT NULL,
+    reference     text,
+    "receivedAt"  timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE internal.settings (
     id                  boolean PRIMARY KEY DEFAULT true CHECK (id),
     maintenance         boolean NOT NULL DEFAULT false,
