@@ -5,7 +5,7 @@
 -- Raises: nothing. Callers: anyone with EXECUTE (the HTTP app, DBAs, CI).
 CREATE OR REPLACE FUNCTION api.error_codes()
 RETURNS TABLE (sqlstate text, code text, http_status integer, title text)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     VALUES
