@@ -48,6 +48,14 @@ def apply(url: str) -> list[str]:
     return [m.id for m in todo]
 
 
+def resolve(name: str) -> str:
+    """The full id of a migration given its id, its number or its name (add_version_to_product)."""
+    for i in (m.id for m in migrations()):
+        if i == name or i.endswith("_" + name) or i.startswith(name + "_"):
+            return i
+    raise ValueError(f"no migration named {name!r}")
+
+
 def rollback(url: str, target: str | None = None) -> list[str]:
     """Rolls back every migration (target None) or `target` and every migration after it."""
     all_migs = migrations()
@@ -55,11 +63,7 @@ def rollback(url: str, target: str | None = None) -> list[str]:
         todo = b.to_rollback(all_migs)
         if target is not None:
             ids = [m.id for m in all_migs]
-            match = [i for i in ids if i == target or i.endswith("_" + target) or i.startswith(target + "_")]
-            if not match:
-                raise ValueError(f"no migration named {target!r}")
-            cut = ids.index(match[0])
-            later = set(ids[cut:])
+            later = set(ids[ids.index(resolve(target)):])
             todo = todo.filter(lambda m: m.id in later)
         b.rollback_migrations(todo)
     return [m.id for m in todo]

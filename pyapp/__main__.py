@@ -1,0 +1,85 @@
+"""python -m pyapp <command>: the marketplace's operations commands. `--help` on any of them.
+
+Exit codes: 0 success; 1 a check failed (pending migrations, failed integrity check, race not
+won exactly once, refused rollback); 2 bad usage; 3 the database could not be reached.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import psycopg
+
+from pyapp import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pyapp", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="serve the HTTP API with gunicorn (local cluster when DATABASE_URL is unset)")
+    s.add_argument("--demo", action="store_true", help="load the demo catalogue and users when the database has no users")
+    s.add_argument("--workers", type=int, default=None, help="gunicorn worker processes (default: WEB_WORKERS or 2)")
+    s.set_defaults(func=commands.serve)
+
+    s = sub.add_parser("migrate", help="apply every pending migration")
+    s.set_defaults(func=commands.migrate)
+
+    s = sub.add_parser("rollback", help="roll back one named migration (and those after it), or all")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("name", nargs="?", help="migration id or name, e.g. add_version_to_product")
+    g.add_argument("--all", action="store_true", help="roll back every migration")
+    s.add_argument("--force", action="store_true",
+                   help="drop the version column even while orders are PENDING_PAYMENT")
+    s.set_defaults(func=commands.rollback)
+
+    s = sub.add_parser("status", help="list applied and pending migrations; exit 1 when any is pending")
+    s.set_defaults(func=commands.status)
+
+    s = sub.add_parser("verify", help="run api.integrity_report(); exit 1 on any failed check")
+    s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
+    s.set_defaults(func=commands.verify)
+
+    s = sub.add_parser("backup", help="pg_dump (custom format) to a timestamped file, verified with pg_restore --list")
+    s.add_argument("--dir", default="backups", help="folder for the dump (default: backups/)")
+    s.set_defaults(func=commands.backup)
+
+    s = sub.add_parser("maintenance", help="turn maintenance mode on or off")
+    s.add_argument("state", choices=["on", "off"])
+    s.set_defaults(func=commands.maintenance)
+
+    s = sub.add_parser("expire-orders", help="cancel unpaid orders past the hold window and return their stock")
+    s.add_argument("--every", type=float, default=None, metavar="SECONDS",
+                   help="keep running, one pass every SECONDS, until SIGTERM or Ctrl-C")
+    s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.set_defaults(func=commands.expire_orders)
+
+    s = sub.add_parser("create-user", help="create a user of any role (ADMIN included)")
+    s.add_argument("--email", required=True)
+    s.add_argument("--name", required=True)
+    s.add_argument("--role", choices=["BUYER", "SELLER", "ADMIN"], default="BUYER")
+    s.add_argument("--password", default=None, help="default: read from the MARKETPLACE_PASSWORD variable or prompt")
+    s.set_defaults(func=commands.create_user)
+
+    s = sub.add_parser("simulate-race", help="N buyers race for the last unit over HTTP; exit 0 only if exactly one wins")
+    s.add_argument("--url", default=None, help="base URL of the running server (default http://HOST:PORT)")
+    s.add_argument("--buyers", type=int, default=50)
+    s.set_defaults(func=commands.simulate_race)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except psycopg.OperationalError as exc:
+        print(f"pyapp: database unreachable: {exc}".strip(), file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The bodies of `python -m pyapp` commands. Each takes the parsed arguments, returns an exit code."""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from pyapp import migrate as mig
+from pyapp.localpg import bindir
+from pyapp.runtime import ROOT, database, open_database
+
+DEMO_PASSWORD = "artisan-demo-2026"
+DEMO_USERS = [("buyer@example.com", "Demo Buyer", "BUYER"),
+              ("seller@example.com", "Demo Seller", "SELLER"),
+              ("admin@example.com", "Demo Admin", "ADMIN")]
+DEMO_PRODUCTS = [("Hand-thrown stoneware mug", "Glazed in ash blue; each one differs.", 24.00, 12),
+                 ("Walnut serving board", "Oiled black walnut, 40 cm.", 58.50, 5),
+                 ("Indigo-dyed linen scarf", "Shibori-folded, dyed by hand.", 42.00, 8),
+                 ("Beeswax taper candles (pair)", "Hand-dipped, unscented.", 16.00, 20),
+                 ("One-of-a-kind raku vase", "The only one there is.", 180.00, 1)]
+
+
+def hold_minutes(args) -> int:
+    value = args.hold_minutes if getattr(args, "hold_minutes", None) is not None \
+        else int(os.environ.get("ORDER_HOLD_MINUTES", "30"))
+    if value < 0:
+        raise SystemExit("pyapp: the hold window must not be negative")
+    return value
+
+
+def print_table(headers, rows) -> None:
+    rows = [[("" if v is None else str(v)) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+# ---------------------------------------------------------------- migrations
+
+def migrate(args) -> int:
+    with database() as db:
+        done = mig.apply(db.owner_url)
+    for m in done:
+        print(f"applied {m}")
+    print("migrations: up to date" if not done else f"migrations: {len(done)} applied")
+    return 0
+
+
+def rollback(args) -> int:
+    with database() as db:
+        ids = [m.id for m in mig.migrations()]
+        applied = set(mig.applied(db.owner_url))
+        if args.all:
+            targets = [i for i in ids if i in applied]
+        else:
+            try:
+                cut = ids.index(mig.resolve(args.name))
+            except ValueError as exc:
+                print(f"pyapp: {exc}", file=sys.stderr)
+                return 2
+            targets = [i for i in ids[cut:] if i in applied]
+        drops_version = any(i.endswith("_add_version_to_product") for i in targets)
+        if drops_version and not args.force:
+            with psycopg.connect(db.owner_url) as conn:
+                pending = conn.execute(
+                    """SELECT count(*) FROM "Order" WHERE status = 'PENDING_PAYMENT'""").fetchone()[0]
+            if pending:
+                print(f"pyapp: refusing to drop the version column: {pending} orders are PENDING_PAYMENT "
+                      "and their stock is held under optimistic locking. Wait for them to be paid or "
+                      "expire (python -m pyapp expire-orders), or pass --force.", file=sys.stderr)
+                return 1
+        done = mig.rollback(db.owner_url, None if args.all else args.name)
+    for m in done:
+        print(f"rolled back {m}")
+    print(f"rollback: {len(done)} migrations rolled back")
+    return 0
+
+
+def status(args) -> int:
+    with database() as db:
+        applied = set(mig.applied(db.owner_url))
+    rows = [(m.id, "applied" if m.id in applied else "PENDING") for m in mig.migrations()]
+    print_table(["migration", "state"], rows)
+    pending = [r for r in rows if r[1] == "PENDING"]
+    print(f"{len(rows) - len(pending)} applied, {len(pending)} pending")
+    return 1 if pending else 0
+
+
+def verify(args) -> int:
+    with database() as db, psycopg.connect(db.owner_url) as conn:
+        rows = conn.execute("SELECT check_name, ok, detail FROM api.integrity_report(make_interval(mins => %s))",
+                            (hold_minutes(args),)).fetchall()
+    print_table(["check", "ok", "detail"], [(n, "ok" if ok else "FAILED", d) for n, ok, d in rows])
+    failed = [n for n, ok, _ in rows if not ok]
+    print("verify: all checks passed" if not failed else f"verify: {len(failed)} failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- operations
+
+def backup(args) -> int:
+    out_dir = Path(args.dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = out_dir / f"marketplace-{stamp}.dump"
+    with database() as db:
+        r = subprocess.run([str(bindir() / "pg_dump"), "--format=custom", "--file", str(path),
+                            "--dbname", db.owner_url], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"pyapp: pg_dump failed: {r.stderr.strip()}", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return 1
+    size = path.stat().st_size if path.exists() else 0
+    listing = subprocess.run([str(bindir() / "pg_restore"), "--list", str(path)], capture_output=True, text=True)
+    entries = [ln for ln in listing.stdout.splitlines() if ln and not ln.startswith(";")]
+    if size == 0 or listing.returncode != 0 or not entries:
+        print(f"pyapp: backup {path} is not readable by pg_restore: {listing.stderr.strip()}", file=sys.stderr)
+        return 1
+    print(f"backup: {path} ({size} bytes, {len(entries)} entries)")
+    return 0
+
+
+def maintenance(args) -> int:
+    with database() as db, psycopg.connect(db.owner_url) as conn:
+        state = conn.execute("SELECT api.set_maintenance(%s)", (args.state == "on",)).fetchone()[0]
+    print(f"maintenance: {'on' if state['maintenance'] else 'off'}"
+          + (f" since {state['since']}" if state.get("since") else ""))
+    return 0
+
+
+def expire_orders(args) -> int:
+    hold = hold_minutes(args)
+    stop = threading.Event()
+    if args.every is not None:
+        if args.every <= 0:
+            print("pyapp: --every must be positive", file=sys.stderr)
+            return 2
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    with database() as db:
+        total = 0
+        while True:
+            try:
+                n = expire_once(db.owner_url, hold, args.batch_size)
+                total += n
+                print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} expire-orders: {n} expired"
+                      f" (total {total})", flush=True)
+            except psycopg.Error as exc:
+                if args.every is None:
+                    raise
+                print(f"expire-orders: pass failed ({exc.sqlstate}): {str(exc).splitlines()[0]}", flush=True)
+            if args.every is None or stop.wait(args.every):
+                break
+    return 0
+
+
+def expire_once(url: str, hold: int, batch: int) -> int:
+    """Expires every order past the window, one batch (one short transaction) at a time."""
+    total = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            n = conn.execute("SELECT api.expire_pending_orders(make_interval(mins => %s), %s)",
+                             (hold, batch)).fetchone()[0]
+            total += n
+            if n < batch:
+                return total
+
+
+def create_user(args) -> int:
+    from pyapp.auth import hash_password
+
+    password = args.password or os.environ.get("MARKETPLACE_PASSWORD") or getpass.getpass("password: ")
+    with database() as db, psycopg.connect(db.owner_url) as conn:
+        try:
+            user = conn.execute("SELECT api.create_user(%s, %s, %s, %s)",
+                                (args.email, args.name, hash_password(password), args.role)).fetchone()[0]
+        except psycopg.Error as exc:
+            if exc.sqlstate and exc.sqlstate.startswith("MK"):
+                print(f"pyapp: {exc.diag.message_primary}", file=sys.stderr)
+                return 1
+            raise
+    print(f"create-user: {user['email']} ({user['role']}) id {user['id']}")
+    return 0
+
+
+def load_demo(owner_url: str) -> bool:
+    """Loads the demo users and catalogue into an empty database; returns whether it did."""
+    from pyapp.auth import hash_password
+
+    with psycopg.connect(owner_url) as conn:
+        if conn.execute('SELECT EXISTS (SELECT 1 FROM "User")').fetchone()[0]:
+            return False
+        ids = {}
+        for email, name, role in DEMO_USERS:
+            ids[role] = conn.execute("SELECT api.create_user(%s, %s, %s, %s)",
+                                     (email, name, hash_password(DEMO_PASSWORD), role)).fetchone()[0]["id"]
+        for name, desc, price, stock in DEMO_PRODUCTS:
+            conn.execute("SELECT api.create_product(%s, %s, %s, %s, %s)",
+                         (ids["SELLER"], name, price, stock, desc))
+    return True
+
+
+# ---------------------------------------------------------------- serving
+
+def serve(args) -> int:
+    db = open_database()
+    try:
+        for m in mig.apply(db.owner_url):
+            print(f"applied {m}")
+        if args.demo and load_demo(db.owner_url):
+            print("serve: loaded the demo catalogue")
+        if args.demo:
+            print(f"serve: demo users ({DEMO_PASSWORD!r} for each): "
+                  + ", ".join(f"{e} ({r})" for e, _, r in DEMO_USERS))
+        env = dict(os.environ)
+        env["DATABASE_URL"] = db.app_url
+        if args.workers:
+            env["WEB_WORKERS"] = str(args.workers)
+        host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8080")
+        print(f"serve: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
+                                 "pyapp.wsgi:app"], env=env, cwd=ROOT)
+
+        def forward(signum, _frame):
+            proc.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            return proc.wait()
+    finally:
+        db.stop_if_started()
+
+
+# ---------------------------------------------------------------- race
+
+def _http(method: str, url: str, body=None, token=None, timeout=30.0):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw or b"null")
+        except ValueError:
+            return e.code, {"raw": raw[:200].decode("utf-8", "replace")}
+
+
+def _account(base: str, role: str, tag: str) -> str:
+    email = f"race-{tag}@example.com"
+    password = "race-" + uuid.uuid4().hex
+    code, body = _http("POST", f"{base}/api/auth/register",
+                       {"email": email, "password": password, "name": f"Race {tag}", "role": role})
+    if code != 201:
+        raise RuntimeError(f"register {email}: HTTP {code} {body}")
+    code, body = _http("POST", f"{base}/api/auth/login", {"email": email, "password": password})
+    if code != 200:
+        raise RuntimeError(f"login {email}: HTTP {code} {body}")
+    return body["token"]
+
+
+def simulate_race(args) -> int:
+    if args.buyers < 2:
+        print("pyapp: a race needs at least 2 buyers", file=sys.stderr)
+        return 2
+    base = (args.url or f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}").rstrip("/")
+    run = uuid.uuid4().hex[:8]
+    seller = _account(base, "SELLER", f"{run}-seller")
+    code, product = _http("POST", f"{base}/api/marketplace/products",
+                          {"name": f"Last unit {run}", "price": 99.0, "stock": 1}, seller)
+    if code != 201:
+        raise RuntimeError(f"create product: HTTP {code} {product}")
+    print(f"simulate-race: product {product['id']} with stock 1; preparing {args.buyers} buyers")
+    tokens = [_account(base, "BUYER", f"{run}-b{i}") for i in range(args.buyers)]
+    for t in tokens:
+        code, body = _http("POST", f"{base}/api/marketplace/cart/items", {"productId": product["id"], "quantity": 1}, t)
+        if code != 201:
+            raise RuntimeError(f"add to cart: HTTP {code} {body}")
+
+    barrier = threading.Barrier(len(tokens))
+    results: list[int] = [0] * len(tokens)
+
+    def buy(i: int) -> None:
+        barrier.wait()
+        results[i], _ = _http("POST", f"{base}/api/marketplace/checkout", {"shippingAddress": {"city": "Oaxaca"}}, tokens[i])
+
+    threads = [threading.Thread(target=buy, args=(i,)) for i in range(len(tokens))]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    code, after = _http("GET", f"{base}/api/marketplace/products/{product['id']}")
+    counts = {s: results.count(s) for s in sorted(set(results))}
+    print_table(["status", "responses"], [(s, n) for s, n in counts.items()])
+    print(f"simulate-race: {len(tokens)} checkouts in {elapsed:.2f} s; stock now {after.get('stock')}")
+    ok = counts.get(201, 0) == 1 and after.get("stock") == 0 and set(counts) <= {201, 400, 409}
+    print("simulate-race: PASS (exactly one buyer got the last unit)" if ok else "simulate-race: FAIL")
+    return 0 if ok else 1
