@@ -18,8 +18,12 @@ def _rows(conn, query, params=None):
 
 
 def assert_invariants(conn, initial: Mapping[str, int] | None = None,
-                      restocked: Mapping[str, int] | None = None) -> dict[str, int]:
-    """Fails with a readable message on the first broken rule; returns {product id: stock}."""
+                      restocked: Mapping[str, int] | None = None,
+                      order_ledger: bool = True) -> dict[str, int]:
+    """Fails with a readable message on the first broken rule; returns {product id: stock}.
+
+    order_ledger=False skips the per-order ledger check, for tests that insert orders by hand
+    (such orders never took stock through api.checkout, so they have no CHECKOUT rows)."""
     negative = _rows(conn, 'SELECT id, stock FROM "Product" WHERE stock < 0')
     assert not negative, f"negative stock: {negative}"
 
@@ -58,7 +62,7 @@ def assert_invariants(conn, initial: Mapping[str, int] | None = None,
 
     # Per order: a cancelled order's ledger rows net to 0 (taken once, returned once); any other
     # order's ledger rows equal minus its items, per product.
-    bad_order_ledger = _rows(conn, '''
+    bad_order_ledger = [] if not order_ledger else _rows(conn, '''
         WITH items AS (
             SELECT i."orderId", i."productId", sum(i.quantity) AS qty FROM "OrderItem" i GROUP BY 1, 2
         ), led AS (
