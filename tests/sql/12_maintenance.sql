@@ -1,0 +1,69 @@
+-- api.set_maintenance and api.maintenance_status: while maintenance is on, every write function
+-- raises MK503 and changes nothing; reads keep working.
+BEGIN;
+\ir lib/helpers.psql
+SELECT plan(32);
+
+CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer;
+ALTER TABLE fx ADD p text, ADD o text;
+UPDATE fx SET p = pg_temp.mk_product(seller, 10);
+UPDATE fx SET o = pg_temp.mk_order(buyer, p, 1);
+SELECT api.add_to_cart(buyer, p, 1) FROM fx;
+UPDATE "Order" SET "createdAt" = now() - interval '1 hour' WHERE id = (SELECT o FROM fx);
+
+-- Every volatile api function except set_maintenance itself is a write; this file tests each (2)
+SELECT set_eq($$ SELECT proname::text FROM pg_proc WHERE pronamespace = 'api'::regnamespace
+                 AND provolatile = 'v' AND proname <> 'set_maintenance' $$,
+              ARRAY['add_to_cart', 'set_cart_quantity', 'remove_from_cart', 'checkout', 'decrement_stock',
+                    'update_product', 'create_product', 'cancel_order', 'record_payment', 'expire_pending_orders'],
+              'the write functions are exactly the ones tested below');
+SELECT is_empty($$ SELECT proname FROM pg_proc WHERE pronamespace = 'api'::regnamespace AND provolatile = 'v'
+                   AND proname <> 'set_maintenance' AND prosrc NOT LIKE '%internal.assert_writable()%' $$,
+                'every write function passes the maintenance gate');
+
+-- Switching on (3)
+SELECT is(api.maintenance_status() -> 'maintenance', 'false'::jsonb, 'maintenance is off by default');
+SELECT is(api.set_maintenance(true) -> 'maintenance', 'true'::jsonb, 'set_maintenance(true) turns it on');
+SELECT is((api.maintenance_status() ->> 'since')::timestamptz, now(), 'maintenance_status says since when');
+
+-- Every write raises MK503 (10)
+SELECT throws_ok($$ SELECT api.add_to_cart((SELECT buyer FROM fx), (SELECT p FROM fx), 1) $$, 'MK503', NULL, 'add_to_cart is MK503');
+SELECT throws_ok($$ SELECT api.set_cart_quantity((SELECT buyer FROM fx), (SELECT p FROM fx), 2) $$, 'MK503', NULL, 'set_cart_quantity is MK503');
+SELECT throws_ok($$ SELECT api.remove_from_cart((SELECT buyer FROM fx), (SELECT p FROM fx)) $$, 'MK503', NULL, 'remove_from_cart is MK503');
+SELECT throws_ok($$ SELECT api.checkout((SELECT buyer FROM fx), '{"city": "Oaxaca"}') $$, 'MK503', NULL, 'checkout is MK503');
+SELECT throws_ok($$ SELECT api.decrement_stock((SELECT p FROM fx), 1) $$, 'MK503', NULL, 'decrement_stock is MK503');
+SELECT throws_ok($$ SELECT api.update_product((SELECT p FROM fx), 2, '{"price": 1}') $$, 'MK503', NULL, 'update_product is MK503');
+SELECT throws_ok($$ SELECT api.create_product((SELECT seller FROM fx), 'Mug', 1, 1) $$, 'MK503', NULL, 'create_product is MK503');
+SELECT throws_ok($$ SELECT api.cancel_order((SELECT o FROM fx)) $$, 'MK503', NULL, 'cancel_order is MK503');
+SELECT throws_ok($$ SELECT api.record_payment((SELECT o FROM fx), true) $$, 'MK503', NULL, 'record_payment is MK503');
+SELECT throws_ok($$ SELECT api.expire_pending_orders() $$, 'MK503', NULL, 'expire_pending_orders is MK503');
+
+-- The MK503 DETAIL says so in JSON (1)
+SELECT is((pg_temp.error_of('SELECT api.expire_pending_orders()') -> 'detail' -> 'maintenance'), 'true'::jsonb,
+          'the MK503 DETAIL is JSON with "maintenance": true');
+
+-- Reads keep working (9)
+SELECT lives_ok($$ SELECT api.get_product((SELECT p FROM fx)) $$, 'get_product works');
+SELECT lives_ok($$ SELECT api.list_products() $$, 'list_products works');
+SELECT lives_ok($$ SELECT api.get_cart((SELECT buyer FROM fx)) $$, 'get_cart works');
+SELECT lives_ok($$ SELECT api.get_order((SELECT o FROM fx)) $$, 'get_order works');
+SELECT lives_ok($$ SELECT api.list_orders((SELECT buyer FROM fx)) $$, 'list_orders works');
+SELECT lives_ok($$ SELECT * FROM api.error_codes() $$, 'error_codes works');
+SELECT lives_ok($$ SELECT * FROM api.integrity_report() $$, 'integrity_report works');
+SELECT lives_ok($$ SELECT api.maintenance_status() $$, 'maintenance_status works');
+SELECT is((SELECT (api.get_cart(buyer) -> 'items' -> 0 ->> 'quantity')::int FROM fx), 1, 'the cart is readable and untouched');
+
+-- Nothing changed while it was on (3)
+SELECT results_eq($$ SELECT stock, "version" FROM "Product" WHERE id = (SELECT p FROM fx) $$, $$ VALUES (9, 2) $$,
+                  'stock and version unchanged');
+SELECT is((SELECT status FROM "Order" WHERE id = (SELECT o FROM fx)), 'PENDING_PAYMENT', 'the order unchanged');
+SELECT is((api.set_maintenance(true) ->> 'since')::timestamptz, now(), 'switching it on twice keeps it on');
+
+-- Switching off (4)
+SELECT is(api.set_maintenance(false), '{"maintenance": false, "since": null}'::jsonb, 'set_maintenance(false) turns it off');
+SELECT is((SELECT (api.add_to_cart(buyer, p, 1) ->> 'quantity')::int FROM fx), 2, 'writes work again');
+SELECT is(api.expire_pending_orders(), 1, 'the expiry job works again');
+SELECT throws_ok($$ SELECT api.set_maintenance(NULL) $$, 'MKV00', NULL, 'set_maintenance(NULL) is MKV00');
+
+SELECT * FROM finish();
+ROLLBACK;
