@@ -2,13 +2,16 @@
 -- api function is documented, SECURITY DEFINER with a pinned search_path, executable by the app's
 -- role and by nobody else, and the app's role can touch no table and no internal helper.
 BEGIN;
-SELECT plan(96);
+SELECT plan(120);
 
 -- The api functions and their argument types. Adding a function to api means adding it here
 -- (functions_are below fails until then) and giving it a test file.
-CREATE TEMP TABLE api_sig (fn name, args name[]);
-INSERT INTO api_sig VALUES
+-- app_execute: whether marketplace_app may call it. api.create_user is the one exception by
+-- design (sql/api/auth.sql): it can create an ADMIN, so only DBAs and the CLI may call it.
+CREATE TEMP TABLE api_sig (fn name, args name[], app_execute boolean DEFAULT true);
+INSERT INTO api_sig (fn, args) VALUES
     ('add_to_cart',           ARRAY['text', 'text', 'integer']),
+    ('authenticate',          ARRAY['text', 'text']),
     ('cancel_order',          ARRAY['text', 'text', 'text']),
     ('checkout',              ARRAY['text', 'jsonb', 'text']),
     ('create_product',        ARRAY['text', 'text', 'numeric', 'integer', 'text']),
@@ -18,15 +21,22 @@ INSERT INTO api_sig VALUES
     ('get_cart',              ARRAY['text']),
     ('get_order',             ARRAY['text', 'text']),
     ('get_product',           ARRAY['text']),
+    ('health',                ARRAY[]::name[]),
     ('integrity_report',      ARRAY['interval']),
+    ('issue_token',           ARRAY['text', 'text', 'interval']),
     ('list_orders',           ARRAY['text', 'integer']),
     ('list_products',         ARRAY['integer', 'text']),
+    ('login_credentials',     ARRAY['text']),
     ('maintenance_status',    ARRAY[]::name[]),
+    ('payment_webhook',       ARRAY['text', 'text', 'boolean', 'text']),
     ('record_payment',        ARRAY['text', 'boolean', 'text']),
+    ('register_user',         ARRAY['text', 'text', 'text', 'text']),
     ('remove_from_cart',      ARRAY['text', 'text']),
+    ('revoke_token',          ARRAY['text']),
     ('set_cart_quantity',     ARRAY['text', 'text', 'integer']),
     ('set_maintenance',       ARRAY['boolean']),
     ('update_product',        ARRAY['text', 'integer', 'jsonb', 'text']);
+INSERT INTO api_sig VALUES ('create_user', ARRAY['text', 'text', 'text', 'text'], false);
 
 -- Schemas and tables (2 + 6)
 SELECT has_schema('api');
@@ -53,15 +63,16 @@ SELECT has_trigger('public', 'Product', 'product_stock_ledger_update', 'ledger u
 SELECT has_trigger('public', 'StockLedger', 'ledger_append_only', 'append-only trigger on "StockLedger"');
 SELECT has_trigger('public', 'StockLedger', 'ledger_no_truncate', 'no-truncate trigger on "StockLedger"');
 
--- Exactly the listed functions, with the listed signatures (1 + 19)
+-- Exactly the listed functions, with the listed signatures (1 + 27)
 SELECT functions_are('api', ARRAY(SELECT fn FROM api_sig ORDER BY fn),
                      'schema api holds exactly the functions this file knows');
 SELECT has_function('api', fn, args, format('api.%s(%s) exists', fn, array_to_string(args, ', ')))
 FROM api_sig ORDER BY fn;
 
--- Privileges, function by function (19 + 19)
-SELECT function_privs_are('api', fn, args, 'marketplace_app', ARRAY['EXECUTE'],
-                          format('marketplace_app may execute api.%s', fn))
+-- Privileges, function by function (27 + 27)
+SELECT function_privs_are('api', fn, args, 'marketplace_app',
+                          CASE WHEN app_execute THEN ARRAY['EXECUTE'] ELSE ARRAY[]::name[] END,
+                          format('marketplace_app %s execute api.%s', CASE WHEN app_execute THEN 'may' ELSE 'may not' END, fn))
 FROM api_sig ORDER BY fn;
 SELECT function_privs_are('api', fn, args, 'public', ARRAY[]::name[],
                           format('PUBLIC may not execute api.%s', fn))
@@ -87,7 +98,8 @@ SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
     WHERE p.pronamespace = 'api'::regnamespace
       AND NOT has_function_privilege('marketplace_app', p.oid, 'EXECUTE')
-$$, 'marketplace_app may execute every api function');
+      AND p.proname <> 'create_user'
+$$, 'marketplace_app may execute every api function but api.create_user');
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
     WHERE p.pronamespace = 'api'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')
