@@ -1,0 +1,246 @@
+"""HTTP routes: each parses the request's shape, calls one api function (authentication nested
+into the same statement) and renders its result. Connections, retries, errors and JSON are the
+business of pyapp.web.ApiPlugin."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+
+import bottle
+from bottle import request, response
+
+from pyapp import auth, config, openapi, web
+from pyapp.web import Problem, field, json_body, query_int, query_str
+
+app = bottle.Bottle(catchall=True, autojson=False)
+app.install(web.ApiPlugin())
+app.default_error_handler = web.error_handler
+
+WEBHOOK_MAX_AGE_S = 300
+_ETAG_RE = re.compile(r'^\s*(?:W/)?"?([0-9]{1,10})"?\s*$')
+
+
+def token() -> str | None:
+    return auth.bearer_hash(request.get_header("Authorization"))
+
+
+def _etag(doc: dict) -> None:
+    response.set_header("ETag", f'"{doc["version"]}"')
+
+
+# ---------------------------------------------------------------- auth
+
+
+@app.post("/api/auth/register")
+def register(db):
+    body = json_body()
+    email, name = field(body, "email", "str", max_len=254), field(body, "name", "str", max_len=200)
+    password = field(body, "password", "str", max_len=auth.MAX_PASSWORD)
+    role = field(body, "role", "str", required=False, max_len=20) or "BUYER"
+    if len(password) < 8:
+        raise web.bad_request("password must be 8 to 1024 characters", "password")
+    user = db.one("SELECT api.register_user(%s, %s, %s, %s)", (email, name, auth.hash_password(password), role))
+    response.status = 201
+    return user
+
+
+@app.post("/api/auth/login")
+def login(db):
+    body = json_body()
+    email = field(body, "email", "str", max_len=254)
+    password = field(body, "password", "str", max_len=auth.MAX_PASSWORD)
+    row = db.row("SELECT user_id, role, password_hash FROM api.login_credentials(%s)", (email,))
+    db.release()  # no connection held while scrypt runs
+    ok = auth.verify_password(password, row[2] if row else auth.DUMMY_HASH)
+    if not (ok and row):
+        raise Problem(401, "UNAUTHENTICATED", "Authentication required", "invalid email or password")
+    tok = auth.new_token()
+    issued = db.one("SELECT api.issue_token(%s, %s, %s::interval)", (row[0], auth.token_hash(tok), auth.TOKEN_TTL))
+    return {"token": tok, "tokenType": "Bearer", "expiresAt": issued["expiresAt"],
+            "userId": row[0], "role": row[1]}
+
+
+@app.post("/api/auth/logout")
+def logout(db):
+    return db.one("SELECT api.revoke_token(%(t)s) FROM api.authenticate(%(t)s)", {"t": token()})
+
+
+# ---------------------------------------------------------------- products
+
+
+@app.get("/api/marketplace/products")
+def list_products(db):
+    return db.one("SELECT api.list_products(%s, %s)", (query_int("limit", 50), query_str("after")))
+
+
+@app.get("/api/marketplace/products/<product_id>")
+def get_product(db, product_id):
+    product = db.one("SELECT api.get_product(%s)", (product_id,))
+    _etag(product)
+    if request.get_header("If-None-Match", "").strip() == f'"{product["version"]}"':
+        response.status = 304
+        return ""
+    return product
+
+
+@app.post("/api/marketplace/products")
+def create_product(db):
+    body = json_body()
+    product = db.one(
+        "SELECT api.create_product(api.authenticate(%s, 'SELLER'), %s, %s::numeric, %s::integer, %s)",
+        (token(), field(body, "name", "str"), field(body, "price", "number"), field(body, "stock", "int"),
+         field(body, "description", "str", required=False) or ""))
+    response.status = 201
+    response.set_header("Location", f"/api/marketplace/products/{product['id']}")
+    _etag(product)
+    return product
+
+
+@app.route("/api/marketplace/products/<product_id>", method="PATCH")
+def update_product(db, product_id):
+    body = json_body()
+    if_match = request.get_header("If-Match")
+    if if_match is not None:
+        m = _ETAG_RE.match(if_match)
+        if not m:
+            raise web.bad_request('If-Match must be an ETag such as "3"', "If-Match")
+        version = int(m.group(1))
+    elif "version" in body:
+        version = field(body, "version", "int")
+    else:
+        raise Problem(428, "PRECONDITION_REQUIRED", "Precondition required",
+                      'send If-Match: "<version>" or "version" in the body (read the product first)')
+    # The body goes to SQL as jsonb unchanged (exact numbers); "version" is not a change.
+    product = db.one("SELECT api.update_product(%s, %s::integer, %s::jsonb - 'version', api.authenticate(%s, 'SELLER'))",
+                     (product_id, version, web.body_text(), token()))
+    _etag(product)
+    return product
+
+
+# ---------------------------------------------------------------- cart
+
+
+@app.get("/api/marketplace/cart")
+def get_cart(db):
+    return db.one("SELECT api.get_cart(api.authenticate(%s))", (token(),))
+
+
+@app.post("/api/marketplace/cart/items")
+def add_to_cart(db):
+    body = json_body()
+    line = db.one("SELECT api.add_to_cart(api.authenticate(%s), %s, %s::integer)",
+                  (token(), field(body, "productId", "str", max_len=200), field(body, "quantity", "int")))
+    response.status = 201
+    return line
+
+
+@app.route("/api/marketplace/cart/items/<product_id>", method="PATCH")
+def set_cart_quantity(db, product_id):
+    body = json_body()
+    return db.one("SELECT api.set_cart_quantity(api.authenticate(%s), %s, %s::integer)",
+                  (token(), product_id, field(body, "quantity", "int")))
+
+
+@app.delete("/api/marketplace/cart/items/<product_id>")
+def remove_from_cart(db, product_id):
+    return db.one("SELECT api.remove_from_cart(api.authenticate(%s), %s)", (token(), product_id))
+
+
+# ---------------------------------------------------------------- checkout and orders
+
+
+@app.post("/api/marketplace/checkout", metric="checkout")
+def checkout(db):
+    body = json_body()
+    field(body, "shippingAddress", "object")
+    order = db.one("SELECT api.checkout(api.authenticate(%s), %s::jsonb -> 'shippingAddress', %s)",
+                   (token(), web.body_text(), request.get_header("Idempotency-Key")))
+    response.status = 201
+    response.set_header("Location", f"/api/marketplace/orders/{order['id']}")
+    if order.get("replayed"):
+        response.set_header("Idempotent-Replayed", "true")
+        request.environ["mk.outcome"] = "replayed"
+    return order
+
+
+@app.get("/api/marketplace/orders")
+def list_orders(db):
+    return db.one("SELECT api.list_orders(api.authenticate(%s), %s)", (token(), query_int("limit", 50)))
+
+
+@app.get("/api/marketplace/orders/<order_id>")
+def get_order(db, order_id):
+    return db.one("SELECT api.get_order(%s, api.authenticate(%s))", (order_id, token()))
+
+
+@app.post("/api/marketplace/orders/<order_id>/cancel")
+def cancel_order(db, order_id):
+    return db.one("SELECT api.cancel_order(%s, api.authenticate(%s))", (order_id, token()))
+
+
+# ---------------------------------------------------------------- payment webhook
+
+
+def _verified_signature() -> str:
+    """The request's signature when it is valid and fresh; a 401 problem otherwise."""
+    secret = config.get().webhook_secret
+    if not secret:
+        raise Problem(503, "WEBHOOK_NOT_CONFIGURED", "Service unavailable",
+                      "payment webhooks are not configured on this server", headers={"Retry-After": "60"})
+    ts = request.get_header("X-Signature-Timestamp", "").strip()
+    sig = request.get_header("X-Signature", "").strip().lower()
+    if not re.fullmatch(r"[0-9]{1,12}", ts) or not re.fullmatch(r"[0-9a-f]{64}", sig):
+        raise Problem(401, "INVALID_SIGNATURE", "Invalid signature",
+                      "X-Signature-Timestamp (unix seconds) and X-Signature (hex HMAC-SHA256) are required")
+    expected = hmac.new(secret.encode(), ts.encode() + b"." + web.raw_body(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, sig):
+        raise Problem(401, "INVALID_SIGNATURE", "Invalid signature", "the signature does not match the body")
+    if abs(time.time() - int(ts)) > WEBHOOK_MAX_AGE_S:
+        raise Problem(401, "INVALID_SIGNATURE", "Invalid signature",
+                      "the signature timestamp is more than 5 minutes away from now")
+    return sig
+
+
+@app.post("/api/marketplace/payments/webhook")
+def payment_webhook(db):
+    sig = _verified_signature()
+    body = json_body()
+    status = field(body, "status", "str", max_len=20)
+    if status not in ("succeeded", "failed"):
+        raise web.bad_request("status must be succeeded or failed", "status")
+    return db.one("SELECT api.payment_webhook(%s, %s, %s, %s)",
+                  (sig, field(body, "orderId", "str", max_len=200), status == "succeeded",
+                   field(body, "reference", "str", required=False, max_len=200)))
+
+
+# ---------------------------------------------------------------- admin and operations
+
+
+@app.post("/admin/maintenance/enable")
+def maintenance_enable(db):
+    return db.one("SELECT api.set_maintenance(true) FROM api.authenticate(%s, 'ADMIN')", (token(),))
+
+
+@app.post("/admin/maintenance/disable")
+def maintenance_disable(db):
+    return db.one("SELECT api.set_maintenance(false) FROM api.authenticate(%s, 'ADMIN')", (token(),))
+
+
+@app.get("/health", retry=False, db_timeout=2.0)
+def health(db):
+    state = db.one("SELECT api.health()")
+    state["status"] = "ok" if state.get("migrations") == "ok" else "degraded"
+    return state
+
+
+@app.get("/metrics")
+def metrics():
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8"
+    return web.METRICS.render()
+
+
+@app.get("/openapi.json")
+def openapi_document():
+    return openapi.document()

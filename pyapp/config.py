@@ -1,0 +1,69 @@
+"""Configuration from the environment, read once per process.
+
+DATABASE_URL, HOST, PORT (default 127.0.0.1:8080), PAYMENT_WEBHOOK_SECRET, ORDER_HOLD_MINUTES
+(default 30), LOG_FILE (JSON lines), DB_POOL_SIZE (connections per worker process, default
+THREADS), DB_POOL_TIMEOUT_S (how long a request waits for a connection, default 3),
+LOCK_TIMEOUT_MS (default 2000), STATEMENT_TIMEOUT_MS (default 5000), WORKERS (gunicorn
+processes, default 2), THREADS (threads per worker, default 8).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _int(name: str, default: int, lo: int = 0, hi: int = 10**9) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, not {raw!r}") from None
+    if not lo <= value <= hi:
+        raise SystemExit(f"{name} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: str
+    host: str
+    port: int
+    webhook_secret: str
+    order_hold_minutes: int
+    log_file: str
+    workers: int
+    threads: int
+    pool_size: int
+    pool_timeout_s: float
+    lock_timeout_ms: int
+    statement_timeout_ms: int
+
+    @classmethod
+    def from_env(cls) -> "Config":
+        threads = _int("THREADS", 8, 1, 256)
+        return cls(
+            database_url=os.environ.get("DATABASE_URL", ""),
+            host=os.environ.get("HOST", "127.0.0.1") or "127.0.0.1",
+            port=_int("PORT", 8080, 1, 65535),
+            webhook_secret=os.environ.get("PAYMENT_WEBHOOK_SECRET", ""),
+            order_hold_minutes=_int("ORDER_HOLD_MINUTES", 30, 1, 7 * 24 * 60),
+            log_file=os.environ.get("LOG_FILE", ""),
+            workers=_int("WORKERS", _int("WEB_CONCURRENCY", 2, 1, 64), 1, 64),
+            threads=threads,
+            pool_size=_int("DB_POOL_SIZE", threads, 1, 500),
+            pool_timeout_s=float(_int("DB_POOL_TIMEOUT_S", 3, 1, 60)),
+            lock_timeout_ms=_int("LOCK_TIMEOUT_MS", 2000, 1, 600_000),
+            statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
+        )
+
+
+_config: Config | None = None
+
+
+def get() -> Config:
+    global _config
+    if _config is None:
+        _config = Config.from_env()
+    return _config

@@ -1,0 +1,596 @@
+"""The one Bottle plugin of the HTTP app, and what it needs.
+
+ApiPlugin owns, for every route: the request id, the body limit (64 KiB, read once), a pooled
+database connection (`db` keyword), retries of transient conflicts with exponential backoff and
+full jitter, the mapping of every error to RFC 9457 application/problem+json (mechanically, from
+api.error_codes() for the project's SQLSTATEs), JSON rendering and the per-process metrics.
+
+Each api call is a single statement on an autocommit connection, so it is its own transaction and
+costs one round trip (authentication is nested into the same statement by the routes).
+The connection pool is created lazily on the first request of each worker process, after
+gunicorn's fork; lock_timeout and statement_timeout travel in the connection options.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import random
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from decimal import Decimal
+
+import bottle
+import psycopg
+from bottle import request, response
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from pyapp import config
+
+MAX_BODY = 64 * 1024
+MAX_DEPTH = 32
+INT32 = (-(2 ** 31), 2 ** 31 - 1)
+
+# Retries: transient conflicts only (serialization failure, deadlock, lock timeout, and MK409 whose
+# DETAIL says "retryable": true). A stale version the client sent is not retried: re-read first.
+RETRY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+MAX_ATTEMPTS = 4
+BACKOFF_BASE_S = 0.010
+BACKOFF_CAP_S = 0.200
+RETRY_DEADLINE_S = 2.0
+CONFLICT_RETRY_AFTER = "1"
+UNAVAILABLE_RETRY_AFTER = "5"
+
+PROBLEM_TYPE = "https://marketplace.example/problems/"
+PROBLEM_MEDIA = "application/problem+json"
+RESERVED = frozenset({"type", "title", "status", "detail", "code", "instance", "requestId"})
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+# ---------------------------------------------------------------- problems
+
+
+class Problem(Exception):
+    """An HTTP error answered as application/problem+json; `ext` are extension members."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str = "",
+                 headers: dict | None = None, **ext):
+        super().__init__(detail or title)
+        self.status, self.code, self.title, self.detail = status, code, title, detail or title
+        self.headers = headers or {}
+        self.ext = ext
+
+    def body(self) -> dict:
+        doc = {"type": PROBLEM_TYPE + self.code.lower().replace("_", "-"), "title": self.title,
+               "status": self.status, "detail": self.detail, "code": self.code}
+        doc.update({k: v for k, v in self.ext.items() if k not in RESERVED})
+        doc["requestId"] = request_id()
+        return doc
+
+
+def bad_request(detail: str, field: str | None = None) -> Problem:
+    ext = {"field": field} if field else {}
+    return Problem(400, "INVALID_ARGUMENT", "Invalid argument", detail, **ext)
+
+
+class DatabaseUnavailable(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- logging and metrics
+
+
+def _logger() -> logging.Logger:
+    log = logging.getLogger("marketplace.http")
+    if not getattr(log, "_mk_ready", False):
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        out = logging.StreamHandler(sys.stdout)
+        out.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(out)
+        path = config.get().log_file
+        if path:
+            fh = logging.FileHandler(path, encoding="utf-8")
+            fh.setFormatter(logging.Formatter("%(message)s"))
+            log.addHandler(fh)
+        log._mk_ready = True
+    return log
+
+
+def log_event(event: str, level: int = logging.INFO, **fields) -> None:
+    line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", "level": logging.getLevelName(level),
+            "event": event, "requestId": request_id(), "pid": os.getpid(), **fields}
+    _logger().log(level, json.dumps(line, default=str, ensure_ascii=False))
+
+
+class Metrics:
+    """Per-process counters and one histogram, rendered in the Prometheus text format. Each gunicorn
+    worker keeps its own: a scrape sees the worker that answered it."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.checkouts: dict[str, int] = {}
+        self.conflicts: dict[str, int] = {}
+        self.retries = 0
+        self.requests: dict[str, int] = {}
+        self.hist = [0] * (len(self.BUCKETS) + 1)
+        self.hist_sum = 0.0
+
+    def checkout(self, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self.checkouts[outcome] = self.checkouts.get(outcome, 0) + 1
+            i = next((i for i, b in enumerate(self.BUCKETS) if seconds <= b), len(self.BUCKETS))
+            self.hist[i] += 1
+            self.hist_sum += seconds
+
+    def conflict(self, sqlstate: str) -> None:
+        with self._lock:
+            self.conflicts[sqlstate] = self.conflicts.get(sqlstate, 0) + 1
+
+    def retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def request(self, status: int) -> None:
+        key = f"{status // 100}xx"
+        with self._lock:
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def render(self) -> str:
+        with self._lock:
+            out = ["# HELP mk_checkout_total Checkouts by outcome (this worker process).",
+                   "# TYPE mk_checkout_total counter"]
+            out += [f'mk_checkout_total{{outcome="{k}"}} {v}' for k, v in sorted(self.checkouts.items())]
+            out += ["# HELP mk_concurrency_conflicts_total 409-class conflicts seen, by SQLSTATE, incl. retried ones.",
+                    "# TYPE mk_concurrency_conflicts_total counter"]
+            out += [f'mk_concurrency_conflicts_total{{sqlstate="{k}"}} {v}' for k, v in sorted(self.conflicts.items())]
+            out += ["# HELP mk_db_retries_total Statements retried after a transient conflict.",
+                    "# TYPE mk_db_retries_total counter", f"mk_db_retries_total {self.retries}"]
+            out += ["# HELP mk_http_responses_total HTTP responses by status class.",
+                    "# TYPE mk_http_responses_total counter"]
+            out += [f'mk_http_responses_total{{class="{k}"}} {v}' for k, v in sorted(self.requests.items())]
+            out += ["# HELP mk_checkout_duration_seconds Checkout latency, retries included.",
+                    "# TYPE mk_checkout_duration_seconds histogram"]
+            total = 0
+            for b, n in zip(self.BUCKETS, self.hist):
+                total += n
+                out.append(f'mk_checkout_duration_seconds_bucket{{le="{b}"}} {total}')
+            total += self.hist[-1]
+            out.append(f'mk_checkout_duration_seconds_bucket{{le="+Inf"}} {total}')
+            out.append(f"mk_checkout_duration_seconds_sum {self.hist_sum:.6f}")
+            out.append(f"mk_checkout_duration_seconds_count {total}")
+            return "\n".join(out) + "\n"
+
+
+METRICS = Metrics()
+
+
+# ---------------------------------------------------------------- database
+
+
+class Database:
+    """The worker's connection pool and error registry, both made on first use in this process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._pid: int | None = None
+        self.errors: dict[str, tuple[int, str, str]] | None = None
+
+    def pool(self) -> ConnectionPool:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    cfg = config.get()
+                    options = (f"-c lock_timeout={cfg.lock_timeout_ms} "
+                               f"-c statement_timeout={cfg.statement_timeout_ms}")
+                    pool = ConnectionPool(
+                        cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
+                        timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300,
+                        name=f"marketplace-{os.getpid()}",
+                        kwargs={"autocommit": True, "options": options, "connect_timeout": 3,
+                                "application_name": "marketplace-http"})
+                    pool.open(wait=False)
+                    self._pool, self._pid, self.errors = pool, os.getpid(), None
+        return self._pool
+
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection:
+        try:
+            conn = self.pool().getconn(timeout=timeout)
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable("no database connection within the pool timeout") from exc
+        if self.errors is None:
+            try:
+                rows = conn.execute("SELECT sqlstate, code, http_status, title FROM api.error_codes()").fetchall()
+            except psycopg.Error:
+                self.putconn(conn)
+                raise
+            self.errors = {s: (status, code, title) for s, code, status, title in rows}
+        return conn
+
+    def putconn(self, conn: psycopg.Connection) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.putconn(conn)
+
+    def close(self) -> None:
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+
+class Db:
+    """What a route gets as `db`: one connection, taken from the pool on first use."""
+
+    def __init__(self, database: Database, timeout: float | None = None):
+        self._database, self._timeout, self._conn = database, timeout, None
+
+    def _c(self) -> psycopg.Connection:
+        if self._conn is None:
+            self._conn = self._database.getconn(self._timeout)
+        return self._conn
+
+    def one(self, query: str, params=()):
+        """The first column of the first row (None when there is no row)."""
+        row = self._c().execute(query, params).fetchone()
+        return None if row is None else row[0]
+
+    def row(self, query: str, params=()):
+        return self._c().execute(query, params).fetchone()
+
+    def release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._database.putconn(conn)
+
+
+# ---------------------------------------------------------------- request helpers
+
+
+def request_id() -> str:
+    rid = request.environ.get("mk.request_id")
+    if rid is None:
+        given = request.environ.get("HTTP_X_REQUEST_ID", "")
+        rid = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        request.environ["mk.request_id"] = rid
+    return rid
+
+
+def _read_body() -> bytes:
+    env = request.environ
+    if "mk.body" in env:
+        return env["mk.body"]
+    length = env.get("CONTENT_LENGTH") or ""
+    stream = env.get("wsgi.input")
+    if length.strip():
+        try:
+            n = int(length)
+        except ValueError:
+            raise bad_request("Content-Length is not a number") from None
+        if n > MAX_BODY:
+            raise Problem(413, "PAYLOAD_TOO_LARGE", "Payload too large",
+                          f"request bodies are limited to {MAX_BODY} bytes")
+        raw = stream.read(n) if (stream is not None and n > 0) else b""
+    elif "chunked" in env.get("HTTP_TRANSFER_ENCODING", "").lower() and stream is not None:
+        raw = stream.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise Problem(413, "PAYLOAD_TOO_LARGE", "Payload too large",
+                          f"request bodies are limited to {MAX_BODY} bytes")
+    else:
+        raw = b""
+    env["mk.body"] = raw
+    return raw
+
+
+def raw_body() -> bytes:
+    return _read_body()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(value) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d > MAX_DEPTH:
+                return d
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def json_body() -> dict:
+    """The request body as a JSON object (numbers with a fraction as Decimal), or a 400 problem."""
+    raw = _read_body()
+    if not raw.strip():
+        raise Problem(400, "INVALID_JSON", "Malformed JSON", "the request body must be a JSON object")
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise Problem(400, "INVALID_JSON", "Malformed JSON", "the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise Problem(400, "INVALID_JSON", "Malformed JSON", f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, integers of more than 4300 digits
+        raise Problem(400, "INVALID_JSON", "Malformed JSON", f"the request body is not valid JSON: {exc}"[:300]) from None
+    if not isinstance(value, dict):
+        raise Problem(400, "INVALID_JSON", "Malformed JSON", "the request body must be a JSON object")
+    if _depth(value) > MAX_DEPTH:
+        raise Problem(400, "INVALID_JSON", "Malformed JSON", f"JSON nested deeper than {MAX_DEPTH} levels")
+    request.environ["mk.body_text"] = text
+    return value
+
+
+def body_text() -> str:
+    """The validated request body as text (after json_body), to hand to SQL as jsonb unchanged."""
+    return request.environ["mk.body_text"]
+
+
+def field(body: dict, name: str, kind: str, required: bool = True, max_len: int = 10_000):
+    """Checks the *shape* of one field (type, int32 range for integers); rules live in SQL."""
+    if name not in body or body[name] is None:
+        if required:
+            raise bad_request(f"{name} is required", name)
+        return None
+    v = body[name]
+    if kind == "str":
+        if not isinstance(v, str) or len(v) > max_len:
+            raise bad_request(f"{name} must be a string of at most {max_len} characters", name)
+        return v
+    if kind == "int":
+        if isinstance(v, Decimal) and v.is_finite() and v == v.to_integral_value() and abs(v) < 2 ** 31:
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or not INT32[0] <= v <= INT32[1]:
+            raise bad_request(f"{name} must be an integer between {INT32[0]} and {INT32[1]}", name)
+        return v
+    if kind == "number":
+        if isinstance(v, bool) or not isinstance(v, (int, Decimal)) or (isinstance(v, Decimal) and not v.is_finite()):
+            raise bad_request(f"{name} must be a number", name)
+        if abs(v) >= Decimal("1e15"):
+            raise bad_request(f"{name} is out of range", name)
+        return str(v)
+    if kind == "object":
+        if not isinstance(v, dict):
+            raise bad_request(f"{name} must be a JSON object", name)
+        return v
+    raise ValueError(kind)
+
+
+def query_int(name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,10}", raw) or not INT32[0] <= int(raw) <= INT32[1]:
+        raise bad_request(f"query parameter {name} must be an integer", name)
+    return int(raw)
+
+
+def query_str(name: str, max_len: int = 200) -> str | None:
+    raw = request.query.getunicode(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_len:
+        raise bad_request(f"query parameter {name} is too long", name)
+    return raw
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _json_default(v):
+    if isinstance(v, Decimal):
+        return float(v)
+    return str(v)
+
+
+def dumps(value) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def render_problem(p: Problem) -> str:
+    response.status = p.status
+    response.content_type = PROBLEM_MEDIA
+    for k, v in p.headers.items():
+        response.set_header(k, v)
+    return dumps(p.body())
+
+
+def _detail_json(exc: psycopg.Error) -> dict:
+    text = exc.diag.message_detail if exc.diag else None
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _is_unavailable(exc: psycopg.Error) -> bool:
+    state = exc.sqlstate or ""
+    if not state:
+        return isinstance(exc, psycopg.OperationalError)
+    return state[:2] in ("08", "53", "57") and state != "57014"
+
+
+def unavailable(detail: str) -> Problem:
+    return Problem(503, "DATABASE_UNAVAILABLE", "Service unavailable", detail,
+                   headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}, database="unreachable")
+
+
+def problem_from_db(exc: psycopg.Error, registry: dict | None) -> Problem | None:
+    """The problem for a database error, mechanically; None for one that is a bug (answered 500)."""
+    state = exc.sqlstate or ""
+    detail = _detail_json(exc)
+    message = (exc.diag.message_primary if exc.diag else None) or ""
+    if registry and state in registry:
+        status, code, title = registry[state]
+        headers = {}
+        if status == 503:
+            headers["Retry-After"] = str(detail.get("retryAfter") or 30)
+        if state == "MK409" and detail.get("retryable"):
+            headers["Retry-After"] = CONFLICT_RETRY_AFTER
+        return Problem(status, code, title, message, headers=headers, **detail)
+    if state in RETRY_SQLSTATES:
+        return Problem(409, "CONCURRENCY_CONFLICT", "Concurrent modification",
+                       "the request kept colliding with concurrent changes; retry it",
+                       headers={"Retry-After": CONFLICT_RETRY_AFTER}, retryable=True)
+    if state == "57014":
+        return Problem(503, "TIMEOUT", "Service unavailable", "the database took too long to answer",
+                       headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
+    if state.startswith("22") or (isinstance(exc, psycopg.DataError) and not state):
+        return bad_request(message or "a value is malformed or out of range")
+    if _is_unavailable(exc):
+        return unavailable("the database is unreachable")
+    return None
+
+
+# ---------------------------------------------------------------- the plugin
+
+
+def _is_conflict(state: str) -> bool:
+    return state in RETRY_SQLSTATES or state == "MK409"
+
+
+class ApiPlugin:
+    """Bottle plugin (API v2). Route options: retry=False to never retry; metric='checkout' to count
+    the route's outcome and latency; db_timeout=<seconds> for a shorter pool wait."""
+
+    name = "api"
+    api = 2
+
+    def __init__(self, database: Database | None = None):
+        self.database = database or Database()
+
+    def apply(self, callback, route):
+        wants_db = "db" in inspect.signature(route.get_undecorated_callback()).parameters
+        retry = route.config.get("retry", True)
+        metric = route.config.get("metric")
+        db_timeout = route.config.get("db_timeout")
+        plugin = self
+
+        def wrapper(*args, **kwargs):
+            started = time.monotonic()
+            request_id()
+            status = 500
+            try:
+                if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                    _read_body()
+                if wants_db:
+                    result = plugin._run(callback, args, kwargs, retry, db_timeout)
+                else:
+                    result = callback(*args, **kwargs)
+                status = response.status_code
+                if isinstance(result, (dict, list)):
+                    response.content_type = "application/json"
+                    result = dumps(result)
+                return result
+            except Problem as p:
+                status = p.status
+                return render_problem(p)
+            except bottle.HTTPResponse:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean 500
+                log_event("UnhandledError", logging.ERROR, method=request.method, path=request.path,
+                          error=type(exc).__name__, message=str(exc)[:500],
+                          traceback=traceback.format_exc()[-4000:])
+                status = 500
+                return render_problem(Problem(500, "INTERNAL_ERROR", "Internal server error",
+                                              "an unexpected error occurred; the request id identifies it in the logs"))
+            finally:
+                response.set_header("X-Request-Id", request_id())
+                METRICS.request(status)
+                if metric == "checkout":
+                    outcome = request.environ.get("mk.outcome") or (
+                        "created" if status == 201 else f"http_{status}")
+                    METRICS.checkout(outcome, time.monotonic() - started)
+
+        return wrapper
+
+    def _run(self, callback, args, kwargs, retry: bool, db_timeout):
+        deadline = time.monotonic() + RETRY_DEADLINE_S
+        attempt = 0
+        while True:
+            attempt += 1
+            db = Db(self.database, db_timeout)
+            try:
+                return callback(*args, db=db, **kwargs)
+            except DatabaseUnavailable as exc:
+                log_event("DatabaseUnavailable", logging.WARNING, path=request.path, message=str(exc))
+                raise unavailable("no database connection is available") from None
+            except psycopg.Error as exc:
+                state = exc.sqlstate or ""
+                detail = _detail_json(exc)
+                problem = problem_from_db(exc, self.database.errors)
+                if problem is not None and problem.status == 409 and problem.code in ("CONCURRENCY_CONFLICT",):
+                    request.environ["mk.outcome"] = "conflict"
+                elif problem is not None:
+                    request.environ["mk.outcome"] = problem.code.lower()
+                if not _is_conflict(state):
+                    if problem is None:
+                        raise
+                    if problem.status == 503 and problem.code == "DATABASE_UNAVAILABLE":
+                        log_event("DatabaseUnavailable", logging.WARNING, path=request.path,
+                                  sqlstate=state, message=str(exc)[:300])
+                    raise problem from None
+                retryable = state in RETRY_SQLSTATES or detail.get("retryable") is True
+                METRICS.conflict(state)
+                log_event("ConcurrencyError", logging.WARNING, path=request.path, sqlstate=state,
+                          attempt=attempt, productId=detail.get("productId"), retryable=retryable,
+                          message=(exc.diag.message_primary or "")[:300])
+                if retry and retryable and attempt < MAX_ATTEMPTS:
+                    delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
+                    if time.monotonic() + delay < deadline:
+                        db.release()
+                        METRICS.retry()
+                        time.sleep(delay)
+                        continue
+                if retryable:
+                    raise Problem(409, "CONCURRENCY_CONFLICT", "Concurrent modification",
+                                  f"the request collided with concurrent changes {attempt} time(s); retry it",
+                                  headers={"Retry-After": CONFLICT_RETRY_AFTER},
+                                  retryable=True, attempts=attempt,
+                                  **{k: v for k, v in detail.items() if k not in ("retryable",)}) from None
+                raise problem from None
+            finally:
+                db.release()
+
+
+# ---------------------------------------------------------------- Bottle's own errors
+
+
+_HTTP_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+               405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE", 500: "INTERNAL_ERROR"}
+
+
+def error_handler(err: bottle.HTTPError) -> str:
+    """Replaces Bottle's HTML error page: unknown routes, wrong methods, bad paths, and anything that
+    escaped the plugin all become problem+json."""
+    status = err.status_code
+    code = _HTTP_CODES.get(status, "HTTP_ERROR")
+    if status >= 500:
+        log_event("UnhandledError", logging.ERROR, method=request.method, path=request.path,
+                  error=type(err.exception).__name__ if err.exception else "HTTPError",
+                  traceback=(err.traceback or "")[-4000:])
+        detail = "an unexpected error occurred; the request id identifies it in the logs"
+    elif status == 404:
+        detail = "no such resource"
+    elif status == 405:
+        detail = f"method {request.method} is not allowed here"
+    else:
+        detail = err.body if isinstance(err.body, str) else ""
+    title = bottle.HTTP_CODES.get(status, "Error")
+    response.status = status
+    response.content_type = PROBLEM_MEDIA
+    response.set_header("X-Request-Id", request_id())
+    METRICS.request(status)
+    return dumps(Problem(status, code, title, detail).body())
