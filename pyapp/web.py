@@ -73,6 +73,14 @@ class Problem(Exception):
         return doc
 
 
+def with_ext(p: Problem, detail: dict, **more) -> Problem:
+    """Adds a database error's DETAIL members (and `more`) as extension members; the standard
+    members (type, title, status, detail, code) always win."""
+    p.ext.update(detail)
+    p.ext.update(more)
+    return p
+
+
 def bad_request(detail: str, field: str | None = None) -> Problem:
     ext = {"field": field} if field else {}
     return Problem(400, "INVALID_ARGUMENT", "Invalid argument", detail, **ext)
@@ -439,7 +447,7 @@ def problem_from_db(exc: psycopg.Error, registry: dict | None) -> Problem | None
             headers["Retry-After"] = str(detail.get("retryAfter") or 30)
         if state == "MK409" and detail.get("retryable"):
             headers["Retry-After"] = CONFLICT_RETRY_AFTER
-        return Problem(status, code, title, message, headers=headers, **detail)
+        return with_ext(Problem(status, code, title, message, headers=headers), detail)
     if state in RETRY_SQLSTATES:
         return Problem(409, "CONCURRENCY_CONFLICT", "Concurrent modification",
                        "the request kept colliding with concurrent changes; retry it",
@@ -555,11 +563,10 @@ class ApiPlugin:
                         time.sleep(delay)
                         continue
                 if retryable:
-                    raise Problem(409, "CONCURRENCY_CONFLICT", "Concurrent modification",
-                                  f"the request collided with concurrent changes {attempt} time(s); retry it",
-                                  headers={"Retry-After": CONFLICT_RETRY_AFTER},
-                                  retryable=True, attempts=attempt,
-                                  **{k: v for k, v in detail.items() if k not in ("retryable",)}) from None
+                    raise with_ext(Problem(409, "CONCURRENCY_CONFLICT", "Concurrent modification",
+                                           f"the request collided with concurrent changes {attempt} time(s); retry it",
+                                           headers={"Retry-After": CONFLICT_RETRY_AFTER}),
+                                   detail, retryable=True, attempts=attempt) from None
                 raise problem from None
             finally:
                 db.release()
