@@ -334,6 +334,10 @@ def json_body() -> dict:
         raise Problem(400, "INVALID_JSON", "Malformed JSON", "the request body must be a JSON object")
     if _depth(value) > MAX_DEPTH:
         raise Problem(400, "INVALID_JSON", "Malformed JSON", f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:  # "\ud800" parses into a lone surrogate, which no UTF-8 database text can hold
+        dumps(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Problem(400, "INVALID_JSON", "Malformed JSON", "the JSON holds an unpaired UTF-16 surrogate escape") from None
     request.environ["mk.body_text"] = text
     return value
 
