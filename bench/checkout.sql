@@ -1,0 +1,12 @@
+-- bench/checkout.sql: one buyer puts one unit of one product in the cart, then checks out.
+-- Two statements, two transactions (autocommit), as the HTTP app makes them: two requests, each
+-- one function call. The checkout is one function call, one transaction, so the product's row lock
+-- is held from its UPDATE to its commit and never across a client round trip.
+-- (bench/checkout_one_tx.sql wraps both in BEGIN/COMMIT, for comparison: --one-transaction.)
+-- Buyers are disjoint per client (client c uses ids c*per_client+1 .. c*per_client+per_client), so
+-- two clients never share a cart and no checkout can find its cart emptied by another (MKE00).
+-- Variables (pgbench -D): pid_lo, pid_hi (product ids are the text of 1..N), per_client.
+\set pid random(:pid_lo, :pid_hi)
+\set uid :client_id * :per_client + random(1, :per_client)
+SELECT api.add_to_cart(:uid, :pid, 1);
+SELECT api.checkout(:uid, '{"city":"X"}'::jsonb);
