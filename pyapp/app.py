@@ -14,7 +14,8 @@ from bottle import request, response
 from pyapp import auth, config, openapi, web
 from pyapp.web import Problem, field, json_body, query_int, query_str
 
-app = bottle.Bottle(catchall=True, autojson=False)
+app = bottle.Bottle(catchall=True)
+app.config["json.enable"] = False
 app.install(web.ApiPlugin())
 app.default_error_handler = web.error_handler
 

@@ -484,7 +484,8 @@ class ApiPlugin:
         self.database = database or Database()
 
     def apply(self, callback, route):
-        wants_db = "db" in inspect.signature(route.get_undecorated_callback()).parameters
+        # Not route.get_undecorated_callback(): it loops forever on a closure without callables.
+        wants_db = "db" in inspect.signature(route.callback).parameters
         retry = route.config.get("retry", True)
         metric = route.config.get("metric")
         db_timeout = route.config.get("db_timeout")
