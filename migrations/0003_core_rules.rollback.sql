@@ -12,6 +12,11 @@ ALTER TABLE "Order"
     DROP COLUMN "cancelledAt",
     DROP COLUMN "cancelReason";
 DROP TABLE "StockLedger";
+DELETE FROM "CartItem" c WHERE NOT EXISTS (SELECT 1 FROM "Product" p WHERE p.id = c."productId");
+ALTER TABLE "CartItem" ADD CONSTRAINT "CartItem_productId_fkey"
+    FOREIGN KEY ("productId") REFERENCES "Product" (id) ON DELETE CASCADE;
+ALTER TABLE "OrderItem" ADD CONSTRAINT "OrderItem_productId_fkey"
+    FOREIGN KEY ("productId") REFERENCES "Product" (id);
 ALTER TABLE "Product" DROP CONSTRAINT "Product_version_positive";
 ALTER TABLE "Product" DROP CONSTRAINT "Product_stock_nonnegative";
 DROP SCHEMA internal;

@@ -3,9 +3,9 @@
 -- both get its lines (the second finds it empty). Quantities are summed per product and products
 -- are locked in id order, so two carts can never deadlock. Each decrement is conditional
 -- (stock >= quantity) and re-checked by PostgreSQL on the newest row version, so a busy product
--- never yields a spurious conflict. The hot-row UPDATEs come last: a product's row lock is held
--- until commit, and that is what bounds throughput on a popular product. Prices are copied from
--- the locked rows. With an idempotency key, the same key and payload return the original order
+-- never yields a spurious conflict. The order and its items are written first and the hot-row
+-- UPDATEs come last: a product's row lock is held until commit, and that is what bounds
+-- throughput on a popular product. Prices are copied from the rows sold. With an idempotency key, the same key and payload return the original order
 -- (with "replayed": true) and create nothing.
 -- Raises: MK503 maintenance; MKV00 bad address or key; MKI22 key reused with another payload;
 --         MK404 unknown user; MKE00 empty cart; MK400 insufficient stock (DETAIL lists every
@@ -24,12 +24,14 @@ DECLARE
     v_existing  record;
     v_pids      text[];
     v_qtys      integer[];
-    v_prices    numeric(10,2)[] := '{}';
+    v_prices    numeric(10,2)[];
     v_price     numeric(10,2);
-    v_total     numeric := 0;
+    v_total     numeric;
     v_short     jsonb;
     v_order_id  text;
     v_at        timestamptz := now();
+    v_repriced  boolean := false;
+    v_result    jsonb;
     i           integer;
 BEGIN
     PERFORM internal.assert_writable();
@@ -96,21 +98,40 @@ BEGIN
             HINT = 'Add items with api.add_to_cart first.';
     END IF;
 
-    -- A lock-free look first: a sold-out product fails here without queueing on its row lock.
-    SELECT jsonb_agg(jsonb_build_object('productId', c.pid, 'requested', c.qty,
+    -- A lock-free look first: a sold-out product fails here without queueing on its row lock,
+    -- and the prices read here are the ones the order is written with (checked again below).
+    SELECT array_agg(p.price ORDER BY c.ord),
+           jsonb_agg(jsonb_build_object('productId', c.pid, 'requested', c.qty,
                                         'available', coalesce(p.stock, 0)) ORDER BY c.pid)
-    INTO v_short
-    FROM unnest(v_pids, v_qtys) AS c(pid, qty)
-    LEFT JOIN "Product" p ON p.id = c.pid
-    WHERE coalesce(p.stock, 0) < c.qty;
+               FILTER (WHERE coalesce(p.stock, 0) < c.qty)
+    INTO v_prices, v_short
+    FROM unnest(v_pids, v_qtys) WITH ORDINALITY AS c(pid, qty, ord)
+    LEFT JOIN "Product" p ON p.id = c.pid;
     IF v_short IS NOT NULL THEN
         PERFORM internal.raise_insufficient_stock(v_short);
     END IF;
+    SELECT sum(u.price * u.qty) INTO v_total FROM unnest(v_prices, v_qtys) AS u(price, qty);
+    IF v_total > 99999999.99 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'order total exceeds 99,999,999.99',
+            DETAIL = jsonb_build_object('total', v_total)::text,
+            HINT = 'Split the order.';
+    END IF;
 
+    -- The order is written before any product row is locked: the lock is held until commit, so
+    -- whatever runs after the first UPDATE below delays every other buyer of that product.
     v_order_id := gen_random_uuid()::text;
-    PERFORM set_config('mk.stock_reason', 'CHECKOUT', true), set_config('mk.order_id', v_order_id, true);
+    INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "idempotencyKey",
+                         "requestHash", "createdAt", "updatedAt")
+    VALUES (v_order_id, p_user_id, 'PENDING_PAYMENT', v_total, p_shipping_address,
+            p_idempotency_key, v_hash, v_at, v_at);
+    INSERT INTO "OrderItem" ("orderId", "productId", quantity, "unitPrice")
+    SELECT v_order_id, u.pid, u.qty, u.price FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
 
-    -- Hot-row work, in id order. A row that fails the condition was sold in the meantime.
+    v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
+                                         p_idempotency_key, v_at, v_pids, v_qtys, v_prices);
+
+    -- Hot-row work last, in id order. A row that fails the condition was sold in the meantime.
+    PERFORM set_config('mk.stock_reason', 'CHECKOUT', true), set_config('mk.order_id', v_order_id, true);
     FOR i IN 1 .. array_length(v_pids, 1) LOOP
         UPDATE "Product" p SET stock = p.stock - v_qtys[i]
         WHERE p.id = v_pids[i] AND p.stock >= v_qtys[i]
@@ -124,35 +145,50 @@ BEGIN
             WHERE c.pid = v_pids[i] OR coalesce(p.stock, 0) < c.qty;
             PERFORM internal.raise_insufficient_stock(v_short);
         END IF;
-        v_prices := v_prices || v_price;
-        v_total := v_total + v_price * v_qtys[i];
+        IF v_price <> v_prices[i] THEN
+            -- The price changed since the look above: the buyer pays the price of the row sold.
+            v_repriced := true;
+            v_prices[i] := v_price;
+        END IF;
     END LOOP;
-
-    IF v_total > 99999999.99 THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'order total exceeds 99,999,999.99',
-            DETAIL = jsonb_build_object('total', v_total)::text,
-            HINT = 'Split the order.';
+    IF v_repriced THEN
+        SELECT sum(u.price * u.qty) INTO v_total FROM unnest(v_prices, v_qtys) AS u(price, qty);
+        UPDATE "OrderItem" i SET "unitPrice" = u.price
+        FROM unnest(v_pids, v_prices) AS u(pid, price)
+        WHERE i."orderId" = v_order_id AND i."productId" = u.pid AND i."unitPrice" <> u.price;
+        UPDATE "Order" o SET total = v_total WHERE o.id = v_order_id;
+        v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
+                                             p_idempotency_key, v_at, v_pids, v_qtys, v_prices);
     END IF;
-
-    INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "idempotencyKey",
-                         "requestHash", "createdAt", "updatedAt")
-    VALUES (v_order_id, p_user_id, 'PENDING_PAYMENT', v_total, p_shipping_address,
-            p_idempotency_key, v_hash, v_at, v_at);
-    INSERT INTO "OrderItem" ("orderId", "productId", quantity, "unitPrice")
-    SELECT v_order_id, u.pid, u.qty, u.price FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
 
     PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
 
-    RETURN jsonb_build_object(
-        'id', v_order_id, 'userId', p_user_id, 'status', 'PENDING_PAYMENT', 'total', v_total,
-        'shippingAddress', p_shipping_address, 'idempotencyKey', p_idempotency_key,
-        'createdAt', v_at, 'updatedAt', v_at, 'replayed', false,
-        'items', (SELECT jsonb_agg(jsonb_build_object('productId', u.pid, 'quantity', u.qty,
-                                                      'unitPrice', u.price) ORDER BY u.pid)
-                  FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price)));
+    RETURN v_result;
 END
 $$;
 COMMENT ON FUNCTION api.checkout(text, jsonb, text) IS
     'Turns the buyer''s cart into one PENDING_PAYMENT order atomically (all lines or none), decrementing stock; replays by idempotency key.';
 REVOKE ALL ON FUNCTION api.checkout(text, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.checkout(text, jsonb, text) TO marketplace_app;
+
+-- internal.checkout_result: the JSON api.checkout answers with, built from what it wrote (so the
+-- order need not be read back while its products are locked).
+-- Raises: nothing. Callers: api.checkout.
+CREATE OR REPLACE FUNCTION internal.checkout_result(
+    p_order_id text, p_user_id text, p_total numeric, p_address jsonb, p_key text,
+    p_at timestamptz, p_pids text[], p_qtys integer[], p_prices numeric[])
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'id', p_order_id, 'userId', p_user_id, 'status', 'PENDING_PAYMENT', 'total', p_total,
+        'shippingAddress', p_address, 'idempotencyKey', p_key,
+        'createdAt', p_at, 'updatedAt', p_at, 'replayed', false,
+        'items', (SELECT jsonb_agg(jsonb_build_object('productId', u.pid, 'quantity', u.qty,
+                                                      'unitPrice', u.price) ORDER BY u.pid)
+                  FROM unnest(p_pids, p_qtys, p_prices) AS u(pid, qty, price)))
+$$;
+COMMENT ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]) IS
+    'The JSON result of api.checkout, built from the values it wrote.';
+REVOKE ALL ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]) FROM PUBLIC;

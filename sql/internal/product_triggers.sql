@@ -1,13 +1,18 @@
 -- internal.product_bump_version: BEFORE UPDATE on "Product". Every change of a row, whoever makes
 -- it (the api, a DBA's plain UPDATE, an ORM that sets version itself), raises version by exactly 1
 -- and stamps "updatedAt", so optimistic locking can trust the column.
--- Raises: nothing. Callers: the trigger only.
+-- Raises: MKS09 on a change of id. Callers: the trigger only.
 CREATE OR REPLACE FUNCTION internal.product_bump_version()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF NEW.id IS DISTINCT FROM OLD.id THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKS09', MESSAGE = 'a product''s id never changes',
+            DETAIL = jsonb_build_object('productId', OLD.id)::text,
+            HINT = 'Orders, carts and the stock ledger refer to it.';
+    END IF;
     NEW."version" := OLD."version" + 1;
     NEW."updatedAt" := now();
     RETURN NEW;
@@ -80,3 +85,32 @@ CREATE OR REPLACE TRIGGER ledger_append_only
 CREATE OR REPLACE TRIGGER ledger_no_truncate
     BEFORE TRUNCATE ON "StockLedger"
     FOR EACH STATEMENT EXECUTE FUNCTION internal.ledger_append_only();
+
+-- internal.product_guard_delete: BEFORE DELETE on "Product". Stands in for the foreign keys from
+-- "CartItem" and "OrderItem" to "Product", which 0003 dropped: a foreign-key check takes FOR KEY
+-- SHARE on the product row, and on a popular product every such lock taken beside a checkout's
+-- UPDATE turns the row's lock into a MultiXact that the next buyer must resolve. Sold products
+-- stay (their order history refers to them); cart lines go with the product.
+-- Raises: MKS09 when an order refers to the product. Callers: the trigger only.
+CREATE OR REPLACE FUNCTION internal.product_guard_delete()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM "OrderItem" i WHERE i."productId" = OLD.id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKS09', MESSAGE = 'a product that has been ordered cannot be deleted',
+            DETAIL = jsonb_build_object('productId', OLD.id)::text,
+            HINT = 'Set its stock to 0 instead.';
+    END IF;
+    DELETE FROM "CartItem" c WHERE c."productId" = OLD.id;
+    RETURN OLD;
+END
+$$;
+COMMENT ON FUNCTION internal.product_guard_delete() IS
+    'Trigger: refuses to delete an ordered product and removes its cart lines (in place of foreign keys).';
+REVOKE ALL ON FUNCTION internal.product_guard_delete() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER product_guard_delete
+    BEFORE DELETE ON "Product"
+    FOR EACH ROW EXECUTE FUNCTION internal.product_guard_delete();
