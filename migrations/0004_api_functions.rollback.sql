@@ -21,6 +21,7 @@ DROP FUNCTION IF EXISTS api.integrity_report(interval);
 DROP FUNCTION IF EXISTS api.health();
 DROP FUNCTION IF EXISTS api.error_codes();
 DROP FUNCTION IF EXISTS api.decrement_stock(text, integer, integer, text, text);
+DROP FUNCTION IF EXISTS internal.checkout_replay(text, text, text);
 DROP FUNCTION IF EXISTS internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]);
 DROP FUNCTION IF EXISTS api.checkout(text, jsonb, text);
 DROP FUNCTION IF EXISTS api.get_cart(text);

@@ -9,20 +9,24 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
-    v_qty integer;
+    v_qty        integer;
+    v_user_ok    boolean;
+    v_product_ok boolean;
 BEGIN
     PERFORM internal.assert_writable();
     IF p_quantity IS NULL OR p_quantity NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'quantity must be between 1 and 10000',
             DETAIL = jsonb_build_object('field', 'quantity', 'value', p_quantity)::text;
     END IF;
-    PERFORM 1 FROM "User" u WHERE u.id = p_user_id;
-    IF NOT FOUND THEN
+    -- "CartItem" has no foreign key to "Product" (see migration 0003): look for it here.
+    SELECT EXISTS (SELECT 1 FROM "User" u WHERE u.id = p_user_id),
+           EXISTS (SELECT 1 FROM "Product" p WHERE p.id = p_product_id)
+    INTO v_user_ok, v_product_ok;
+    IF NOT v_user_ok THEN
         RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'user not found',
             DETAIL = jsonb_build_object('userId', p_user_id)::text;
     END IF;
-    PERFORM 1 FROM "Product" p WHERE p.id = p_product_id;
-    IF NOT FOUND THEN
+    IF NOT v_product_ok THEN
         RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'product not found',
             DETAIL = jsonb_build_object('productId', p_product_id)::text;
     END IF;

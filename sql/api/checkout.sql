@@ -5,8 +5,9 @@
 -- (stock >= quantity) and re-checked by PostgreSQL on the newest row version, so a busy product
 -- never yields a spurious conflict. The order and its items are written first and the hot-row
 -- UPDATEs come last: a product's row lock is held until commit, and that is what bounds
--- throughput on a popular product. Prices are copied from the rows sold. With an idempotency key, the same key and payload return the original order
--- (with "replayed": true) and create nothing.
+-- throughput on a popular product. Prices are copied from the rows sold. With an idempotency
+-- key, the same key and payload return the original order (with "replayed": true) and create
+-- nothing.
 -- Raises: MK503 maintenance; MKV00 bad address or key; MKI22 key reused with another payload;
 --         MK404 unknown user; MKE00 empty cart; MK400 insufficient stock (DETAIL lists every
 --         short product with requested and available).
@@ -21,7 +22,6 @@ SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_hash      text;
-    v_existing  record;
     v_pids      text[];
     v_qtys      integer[];
     v_prices    numeric(10,2)[];
@@ -50,44 +50,38 @@ BEGIN
 
     -- jsonb's text form is canonical (key order, whitespace), so equal payloads hash equally.
     v_hash := md5(p_shipping_address::text);
-
-    FOR attempt IN 1..2 LOOP
-        IF p_idempotency_key IS NOT NULL THEN
-            SELECT o.id, o."requestHash" INTO v_existing
-            FROM "Order" o
-            WHERE o."userId" = p_user_id AND o."idempotencyKey" = p_idempotency_key;
-            IF FOUND THEN
-                IF v_existing."requestHash" IS DISTINCT FROM v_hash THEN
-                    RAISE EXCEPTION USING ERRCODE = 'MKI22',
-                        MESSAGE = 'this idempotency key was already used with another payload',
-                        DETAIL = jsonb_build_object('idempotencyKey', p_idempotency_key,
-                                                    'orderId', v_existing.id)::text,
-                        HINT = 'Use a new key for a new checkout.';
-                END IF;
-                RETURN internal.order_json(v_existing.id) || jsonb_build_object('replayed', true);
-            END IF;
+    IF p_idempotency_key IS NOT NULL THEN
+        v_result := internal.checkout_replay(p_user_id, p_idempotency_key, v_hash);
+        IF v_result IS NOT NULL THEN
+            RETURN v_result;
         END IF;
-        EXIT WHEN attempt = 2;
+    END IF;
 
-        -- Claim the cart: a concurrent checkout of the same cart waits here, then finds it empty.
-        WITH claimed AS (
-            DELETE FROM "CartItem" c WHERE c."userId" = p_user_id
-            RETURNING c."productId", c.quantity
-        ), summed AS (
-            SELECT "productId" AS pid, sum(quantity) AS qty FROM claimed GROUP BY 1
-        )
-        SELECT array_agg(pid ORDER BY pid), array_agg(qty::integer ORDER BY pid)
-        INTO v_pids, v_qtys
-        FROM summed;
-
-        EXIT WHEN v_pids IS NOT NULL;
-        -- Empty: either a concurrent twin with the same key has just committed (look again, it is
-        -- visible to the next statement), or the cart really is empty.
-        CONTINUE WHEN p_idempotency_key IS NOT NULL;
-        EXIT;
-    END LOOP;
+    -- Claim the cart (a concurrent checkout of the same cart waits here, then finds it empty) and
+    -- take a lock-free look at stock and prices: a sold-out product fails here without queueing
+    -- on its row lock, and the prices read are the ones the order is written with.
+    WITH claimed AS (
+        DELETE FROM "CartItem" c WHERE c."userId" = p_user_id
+        RETURNING c."productId", c.quantity
+    ), summed AS (
+        SELECT "productId" AS pid, sum(quantity)::integer AS qty FROM claimed GROUP BY 1
+    )
+    SELECT array_agg(s.pid ORDER BY s.pid), array_agg(s.qty ORDER BY s.pid),
+           array_agg(p.price ORDER BY s.pid), sum(p.price * s.qty),
+           jsonb_agg(jsonb_build_object('productId', s.pid, 'requested', s.qty,
+                                        'available', coalesce(p.stock, 0)) ORDER BY s.pid)
+               FILTER (WHERE coalesce(p.stock, 0) < s.qty)
+    INTO v_pids, v_qtys, v_prices, v_total, v_short
+    FROM summed s LEFT JOIN "Product" p ON p.id = s.pid;
 
     IF v_pids IS NULL THEN
+        -- A twin with the same key that held the cart has just committed: its order is visible now.
+        IF p_idempotency_key IS NOT NULL THEN
+            v_result := internal.checkout_replay(p_user_id, p_idempotency_key, v_hash);
+            IF v_result IS NOT NULL THEN
+                RETURN v_result;
+            END IF;
+        END IF;
         PERFORM 1 FROM "User" u WHERE u.id = p_user_id;
         IF NOT FOUND THEN
             RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'user not found',
@@ -97,20 +91,9 @@ BEGIN
             DETAIL = jsonb_build_object('userId', p_user_id)::text,
             HINT = 'Add items with api.add_to_cart first.';
     END IF;
-
-    -- A lock-free look first: a sold-out product fails here without queueing on its row lock,
-    -- and the prices read here are the ones the order is written with (checked again below).
-    SELECT array_agg(p.price ORDER BY c.ord),
-           jsonb_agg(jsonb_build_object('productId', c.pid, 'requested', c.qty,
-                                        'available', coalesce(p.stock, 0)) ORDER BY c.pid)
-               FILTER (WHERE coalesce(p.stock, 0) < c.qty)
-    INTO v_prices, v_short
-    FROM unnest(v_pids, v_qtys) WITH ORDINALITY AS c(pid, qty, ord)
-    LEFT JOIN "Product" p ON p.id = c.pid;
     IF v_short IS NOT NULL THEN
         PERFORM internal.raise_insufficient_stock(v_short);
     END IF;
-    SELECT sum(u.price * u.qty) INTO v_total FROM unnest(v_prices, v_qtys) AS u(price, qty);
     IF v_total > 99999999.99 THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'order total exceeds 99,999,999.99',
             DETAIL = jsonb_build_object('total', v_total)::text,
@@ -120,13 +103,15 @@ BEGIN
     -- The order is written before any product row is locked: the lock is held until commit, so
     -- whatever runs after the first UPDATE below delays every other buyer of that product.
     v_order_id := gen_random_uuid()::text;
-    INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "idempotencyKey",
-                         "requestHash", "createdAt", "updatedAt")
-    VALUES (v_order_id, p_user_id, 'PENDING_PAYMENT', v_total, p_shipping_address,
-            p_idempotency_key, v_hash, v_at, v_at);
+    WITH o AS (
+        INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "idempotencyKey",
+                             "requestHash", "createdAt", "updatedAt")
+        VALUES (v_order_id, p_user_id, 'PENDING_PAYMENT', v_total, p_shipping_address,
+                p_idempotency_key, v_hash, v_at, v_at)
+        RETURNING id
+    )
     INSERT INTO "OrderItem" ("orderId", "productId", quantity, "unitPrice")
-    SELECT v_order_id, u.pid, u.qty, u.price FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
-
+    SELECT o.id, u.pid, u.qty, u.price FROM o, unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
     v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
                                          p_idempotency_key, v_at, v_pids, v_qtys, v_prices);
 
@@ -160,9 +145,7 @@ BEGIN
         v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
                                              p_idempotency_key, v_at, v_pids, v_qtys, v_prices);
     END IF;
-
     PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
-
     RETURN v_result;
 END
 $$;
@@ -172,14 +155,14 @@ REVOKE ALL ON FUNCTION api.checkout(text, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.checkout(text, jsonb, text) TO marketplace_app;
 
 -- internal.checkout_result: the JSON api.checkout answers with, built from what it wrote (so the
--- order need not be read back while its products are locked).
+-- order need not be read back). No SET clause: it is on every checkout's path, references no
+-- table, and a SQL function without one can be inlined.
 -- Raises: nothing. Callers: api.checkout.
 CREATE OR REPLACE FUNCTION internal.checkout_result(
     p_order_id text, p_user_id text, p_total numeric, p_address jsonb, p_key text,
     p_at timestamptz, p_pids text[], p_qtys integer[], p_prices numeric[])
 RETURNS jsonb
 LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object(
         'id', p_order_id, 'userId', p_user_id, 'status', 'PENDING_PAYMENT', 'total', p_total,
@@ -192,3 +175,33 @@ $$;
 COMMENT ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]) IS
     'The JSON result of api.checkout, built from the values it wrote.';
 REVOKE ALL ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]) FROM PUBLIC;
+
+-- internal.checkout_replay: the original order for a replayed idempotency key, or NULL when the
+-- key is new.
+-- Raises: MKI22 when the key was used with another payload. Callers: api.checkout.
+CREATE OR REPLACE FUNCTION internal.checkout_replay(p_user_id text, p_key text, p_hash text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_existing record;
+BEGIN
+    SELECT o.id, o."requestHash" INTO v_existing
+    FROM "Order" o
+    WHERE o."userId" = p_user_id AND o."idempotencyKey" = p_key;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_existing."requestHash" IS DISTINCT FROM p_hash THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKI22',
+            MESSAGE = 'this idempotency key was already used with another payload',
+            DETAIL = jsonb_build_object('idempotencyKey', p_key, 'orderId', v_existing.id)::text,
+            HINT = 'Use a new key for a new checkout.';
+    END IF;
+    RETURN internal.order_json(v_existing.id) || jsonb_build_object('replayed', true);
+END
+$$;
+COMMENT ON FUNCTION internal.checkout_replay(text, text, text) IS
+    'The original order of a replayed idempotency key (MKI22 when the payload differs), or NULL.';
+REVOKE ALL ON FUNCTION internal.checkout_replay(text, text, text) FROM PUBLIC;

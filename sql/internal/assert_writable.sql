@@ -1,9 +1,10 @@
 -- internal.assert_writable: the maintenance gate every api write function passes first.
+-- No SET clause (it runs on every write; it names its table in full): a function with one pays
+-- for saving and restoring the setting on every call.
 -- Raises: MK503 while maintenance mode is on. Callers: api functions only.
 CREATE OR REPLACE FUNCTION internal.assert_writable()
 RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_since timestamptz;
