@@ -1,12 +1,13 @@
 """python -m pyapp <command>: the marketplace's operations commands. `--help` on any of them.
 
 Exit codes: 0 success; 1 a check failed (pending migrations, failed integrity check, race not
-won exactly once, refused rollback); 2 bad usage; 3 the database could not be reached.
+won exactly once, refused rollback); 2 bad usage; 3 the database (or, for simulate-race, the server) could not be reached.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import urllib.error
 
 import psycopg
 
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve the HTTP API with gunicorn (local cluster when DATABASE_URL is unset)")
     s.add_argument("--demo", action="store_true", help="load the demo catalogue and users when the database has no users")
-    s.add_argument("--workers", type=int, default=None, help="gunicorn worker processes (default: WEB_WORKERS or 2)")
+    s.add_argument("--workers", type=int, default=None, help="gunicorn worker processes (default: WORKERS or 2)")
     s.set_defaults(func=commands.serve)
 
     s = sub.add_parser("migrate", help="apply every pending migration")
@@ -76,6 +77,9 @@ def main(argv=None) -> int:
         return args.func(args) or 0
     except psycopg.OperationalError as exc:
         print(f"pyapp: database unreachable: {exc}".strip(), file=sys.stderr)
+        return 3
+    except urllib.error.URLError as exc:
+        print(f"pyapp: server unreachable: {exc.reason}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

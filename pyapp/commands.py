@@ -210,7 +210,7 @@ def load_demo(owner_url: str) -> bool:
             ids[role] = conn.execute("SELECT api.create_user(%s, %s, %s, %s)",
                                      (email, name, hash_password(DEMO_PASSWORD), role)).fetchone()[0]["id"]
         for name, desc, price, stock in DEMO_PRODUCTS:
-            conn.execute("SELECT api.create_product(%s, %s, %s, %s, %s)",
+            conn.execute("SELECT api.create_product(%s, %s, %s::numeric, %s::integer, %s)",
                          (ids["SELLER"], name, price, stock, desc))
     return True
 
@@ -230,7 +230,7 @@ def serve(args) -> int:
         env = dict(os.environ)
         env["DATABASE_URL"] = db.app_url
         if args.workers:
-            env["WEB_WORKERS"] = str(args.workers)
+            env["WORKERS"] = str(args.workers)
         host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8080")
         print(f"serve: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
@@ -239,12 +239,10 @@ def serve(args) -> int:
         def forward(signum, _frame):
             proc.send_signal(signum)
 
+        # Ctrl-C or SIGTERM: gunicorn stops gracefully, then the cluster this command started.
         signal.signal(signal.SIGTERM, forward)
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            return proc.wait()
+        signal.signal(signal.SIGINT, forward)
+        return proc.wait()
     finally:
         db.stop_if_started()
 
