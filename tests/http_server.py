@@ -7,6 +7,7 @@ would cost a second each); `http_app` a gunicorn serving it as role marketplace_
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,8 @@ class HttpServer:
     def __init__(self, database_url: str, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = Path(tempfile.mkstemp(prefix="mk-http-", suffix=".log")[1])
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="mk-http-"))
+        self.log_file = self.tmpdir / "app.log"
         self.env = {**os.environ, "DATABASE_URL": database_url, "HOST": "127.0.0.1",
                     "PORT": str(self.port), "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
                     "WORKERS": "2", "THREADS": "8", "LOG_FILE": str(self.log_file),
@@ -37,6 +39,7 @@ class HttpServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait_healthy: bool = True) -> "HttpServer":
+        self.tmpdir.mkdir(exist_ok=True)  # stop() removes it; a server may be started again
         self.out = open(self.log_file.with_suffix(".out"), "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"), "pyapp.wsgi:app"],
@@ -66,6 +69,7 @@ class HttpServer:
         self.proc = None
         if getattr(self, "out", None):
             self.out.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def log_lines(self) -> list[str]:
         return self.log_file.read_text().splitlines() if self.log_file.exists() else []
