@@ -1,0 +1,29 @@
+-- api.ops_snapshot: what GET /metrics reads from the database at scrape time, in one call: orders
+-- by status (every status of the contract, zeros included, so the series never disappear),
+-- products with negative stock, and unpaid orders older than the hold window.
+-- Raises: nothing. Callers: marketplace_app (GET /metrics), DBAs.
+CREATE OR REPLACE FUNCTION api.ops_snapshot(p_hold interval DEFAULT '30 minutes')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_orders   jsonb;
+    v_negative bigint;
+    v_unpaid   bigint;
+BEGIN
+    SELECT jsonb_object_agg(s.status, coalesce(o.n, 0)) INTO v_orders
+    FROM (SELECT unnest(ARRAY['PENDING_PAYMENT', 'PAID', 'PAYMENT_FAILED', 'CANCELLED', 'SHIPPED', 'DELIVERED'])
+          UNION SELECT DISTINCT status FROM "Order") s (status)
+    LEFT JOIN (SELECT status, count(*) AS n FROM "Order" GROUP BY status) o ON o.status = s.status;
+    SELECT count(*) INTO v_negative FROM "Product" WHERE stock < 0;
+    SELECT count(*) INTO v_unpaid FROM "Order"
+    WHERE status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED') AND "createdAt" < now() - p_hold;
+    RETURN jsonb_build_object('ordersByStatus', v_orders, 'negativeStock', v_negative,
+                              'unpaidPastHold', v_unpaid, 'holdMinutes', extract(epoch FROM p_hold) / 60);
+END
+$$;
+COMMENT ON FUNCTION api.ops_snapshot(interval) IS
+    'Scrape-time figures for /metrics: orders by status, products with negative stock, unpaid orders past the hold window.';
+REVOKE ALL ON FUNCTION api.ops_snapshot(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.ops_snapshot(interval) TO marketplace_app;
