@@ -4,9 +4,18 @@ gthread workers: each process runs THREADS request threads sharing one psycopg_p
 ConnectionPool, which pyapp.web creates lazily on the worker's first request, i.e. after the fork
 (a pool made in the master would share sockets between processes). Not preloaded, for the same
 reason.
+
+Metrics: prometheus_client's multiprocess mode. At master start, PROMETHEUS_MULTIPROC_DIR is a
+private temporary folder made here (removed at exit) unless the environment names one, whose
+*.db files are then cleared (counters of a previous run must not be added to this one's). Workers
+inherit the variable; child_exit marks a dead worker so its live gauges go, while its counters
+stay in the sums. Each worker also flushes its persisted checkout figures when it exits.
 """
+import glob
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,12 +41,46 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "warning")
 proc_name = "marketplace-http"
 
 
+_private_metrics_dir = None
+
+
+def on_starting(server):
+    """Gives the workers a folder for their metric files before any of them is forked."""
+    global _private_metrics_dir
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for f in glob.glob(os.path.join(path, "*.db")):
+            os.remove(f)
+    else:
+        _private_metrics_dir = tempfile.mkdtemp(prefix="mk-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir
+
+
+def child_exit(server, worker):
+    """In the master, after a worker has exited: its live gauges no longer count."""
+    try:
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def on_exit(server):
+    if _private_metrics_dir:
+        shutil.rmtree(_private_metrics_dir, ignore_errors=True)
+
+
 def worker_exit(server, worker):
-    """Closes the worker's pool so PostgreSQL sees its connections end cleanly."""
+    """Flushes the worker's persisted checkout figures, then closes its pool so PostgreSQL sees
+    its connections end cleanly."""
     try:
         from pyapp import app as app_module
+        from pyapp.metrics import STATS
         for plugin in app_module.app.plugins:
             if getattr(plugin, "name", None) == "api":
+                STATS.stop()
+                STATS.flush(plugin.database)
                 plugin.database.close()
     except Exception:  # noqa: BLE001 - best effort at exit
         pass

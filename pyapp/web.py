@@ -3,7 +3,8 @@
 ApiPlugin owns, for every route: the request id, the body limit (64 KiB, read once), a pooled
 database connection (`db` keyword), retries of transient conflicts with exponential backoff and
 full jitter, the mapping of every error to RFC 9457 application/problem+json (mechanically, from
-api.error_codes() for the project's SQLSTATEs), JSON rendering and the per-process metrics.
+api.error_codes() for the project's SQLSTATEs), JSON rendering and the metrics (pyapp.metrics:
+Prometheus counters summed over the workers, and the per-minute figures each worker persists).
 
 Each api call is a single statement on an autocommit connection, so it is its own transaction and
 costs one round trip (authentication is nested into the same statement by the routes).
@@ -31,6 +32,7 @@ from bottle import request, response
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pyapp import config
+from pyapp.metrics import METRICS, STATS, checkout_outcome
 
 MAX_BODY = 64 * 1024
 MAX_DEPTH = 32
@@ -116,68 +118,12 @@ def log_event(event: str, level: int = logging.INFO, **fields) -> None:
     _logger().log(level, json.dumps(line, default=str, ensure_ascii=False))
 
 
-class Metrics:
-    """Per-process counters and one histogram, rendered in the Prometheus text format. Each gunicorn
-    worker keeps its own: a scrape sees the worker that answered it."""
-
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.checkouts: dict[str, int] = {}
-        self.conflicts: dict[str, int] = {}
-        self.retries = 0
-        self.requests: dict[str, int] = {}
-        self.hist = [0] * (len(self.BUCKETS) + 1)
-        self.hist_sum = 0.0
-
-    def checkout(self, outcome: str, seconds: float) -> None:
-        with self._lock:
-            self.checkouts[outcome] = self.checkouts.get(outcome, 0) + 1
-            i = next((i for i, b in enumerate(self.BUCKETS) if seconds <= b), len(self.BUCKETS))
-            self.hist[i] += 1
-            self.hist_sum += seconds
-
-    def conflict(self, sqlstate: str) -> None:
-        with self._lock:
-            self.conflicts[sqlstate] = self.conflicts.get(sqlstate, 0) + 1
-
-    def retry(self) -> None:
-        with self._lock:
-            self.retries += 1
-
-    def request(self, status: int) -> None:
-        key = f"{status // 100}xx"
-        with self._lock:
-            self.requests[key] = self.requests.get(key, 0) + 1
-
-    def render(self) -> str:
-        with self._lock:
-            out = ["# HELP mk_checkout_total Checkouts by outcome (this worker process).",
-                   "# TYPE mk_checkout_total counter"]
-            out += [f'mk_checkout_total{{outcome="{k}"}} {v}' for k, v in sorted(self.checkouts.items())]
-            out += ["# HELP mk_concurrency_conflicts_total 409-class conflicts seen, by SQLSTATE, incl. retried ones.",
-                    "# TYPE mk_concurrency_conflicts_total counter"]
-            out += [f'mk_concurrency_conflicts_total{{sqlstate="{k}"}} {v}' for k, v in sorted(self.conflicts.items())]
-            out += ["# HELP mk_db_retries_total Statements retried after a transient conflict.",
-                    "# TYPE mk_db_retries_total counter", f"mk_db_retries_total {self.retries}"]
-            out += ["# HELP mk_http_responses_total HTTP responses by status class.",
-                    "# TYPE mk_http_responses_total counter"]
-            out += [f'mk_http_responses_total{{class="{k}"}} {v}' for k, v in sorted(self.requests.items())]
-            out += ["# HELP mk_checkout_duration_seconds Checkout latency, retries included.",
-                    "# TYPE mk_checkout_duration_seconds histogram"]
-            total = 0
-            for b, n in zip(self.BUCKETS, self.hist):
-                total += n
-                out.append(f'mk_checkout_duration_seconds_bucket{{le="{b}"}} {total}')
-            total += self.hist[-1]
-            out.append(f'mk_checkout_duration_seconds_bucket{{le="+Inf"}} {total}')
-            out.append(f"mk_checkout_duration_seconds_sum {self.hist_sum:.6f}")
-            out.append(f"mk_checkout_duration_seconds_count {total}")
-            return "\n".join(out) + "\n"
-
-
-METRICS = Metrics()
+def _stats_flush_failed(exc: Exception, minutes: int) -> None:
+    """Logs a failed flush of the persisted checkout figures (kept for the next flush)."""
+    line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z", "level": "WARNING",
+            "event": "StatsFlushFailed", "pid": os.getpid(), "minutes": minutes,
+            "error": type(exc).__name__, "message": str(exc)[:300]}
+    _logger().warning(json.dumps(line, default=str, ensure_ascii=False))
 
 
 # ---------------------------------------------------------------- database
@@ -493,6 +439,7 @@ class ApiPlugin:
 
         def wrapper(*args, **kwargs):
             started = time.monotonic()
+            STATS.start(plugin.database, _stats_flush_failed)  # once per worker process
             request_id()
             status = 500
             try:
@@ -523,9 +470,8 @@ class ApiPlugin:
                 response.set_header("X-Request-Id", request_id())
                 METRICS.request(status)
                 if metric == "checkout":
-                    outcome = request.environ.get("mk.outcome") or (
-                        "created" if status == 201 else f"http_{status}")
-                    METRICS.checkout(outcome, time.monotonic() - started)
+                    METRICS.checkout(checkout_outcome(status, request.environ.get("mk.outcome")),
+                                     time.monotonic() - started)
 
         return wrapper
 

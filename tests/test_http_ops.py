@@ -36,9 +36,9 @@ def test_health_and_metrics(http_app, http_db):
     assert checkout(http_app, buyer).status_code == 201
     for _ in range(20):
         text = requests.get(http_app.url + "/metrics").text
-        if 'mk_checkout_total{outcome="created"} 1' in text:
+        if 'mk_checkout_total{outcome="success"} 1.0' in text:
             break
-    assert 'mk_checkout_total{outcome="created"} 1' in text
+    assert 'mk_checkout_total{outcome="success"} 1.0' in text
     assert "mk_db_retries_total" in text and 'mk_checkout_duration_seconds_bucket{le="+Inf"}' in text
 
 
