@@ -24,6 +24,7 @@ DROP FUNCTION IF EXISTS api.health();
 DROP FUNCTION IF EXISTS api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint);
 DROP FUNCTION IF EXISTS api.error_codes();
 DROP FUNCTION IF EXISTS api.decrement_stock(text, integer, integer, text, text);
+DROP FUNCTION IF EXISTS api.dashboard_stats(interval);
 DROP FUNCTION IF EXISTS api.checkout_report(interval);
 DROP FUNCTION IF EXISTS internal.checkout_replay(text, text, text);
 DROP FUNCTION IF EXISTS internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]);

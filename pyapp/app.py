@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import time
+from pathlib import Path
 
 import bottle
 from bottle import request, response
@@ -255,3 +257,93 @@ def metrics(db):
 @app.get("/openapi.json")
 def openapi_document():
     return openapi.document()
+
+
+# ---------------------------------------------------------------- operator dashboard
+
+STATIC = Path(__file__).resolve().parent / "static"
+_DASHBOARD_ASSETS = {"dashboard.html": "text/html; charset=utf-8",
+                     "dashboard.js": "text/javascript; charset=utf-8",
+                     "dashboard.css": "text/css; charset=utf-8"}
+_DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                  "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+DASHBOARD_REFRESH_S = 5
+_PROM_LINE_RE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_PROM_LABEL_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def _prometheus_samples(text: str) -> list[tuple[str, dict, float]]:
+    """(name, labels, value) for every sample line of a Prometheus text exposition."""
+    out = []
+    for line in text.splitlines():
+        m = _PROM_LINE_RE.match(line)
+        if m and not line.startswith("#"):
+            out.append((m.group(1), dict(_PROM_LABEL_RE.findall(m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+def checkout_counters() -> dict:
+    """The app's checkout counters for the dashboard. The one place that knows where the metrics
+    come from (web.METRICS's Prometheus text: per worker process, or summed over the workers when
+    prometheus_client's PROMETHEUS_MULTIPROC_DIR is set) and their names (docs/api.md lists them):
+    follow the metrics rewrite here. Counters are cumulative; the page derives per-interval figures."""
+    try:
+        text = web.METRICS.render()
+    except TypeError:  # a render that also takes the database snapshot, which is not needed here
+        text = web.METRICS.render(None)
+    samples = _prometheus_samples(text.decode() if isinstance(text, bytes) else text)
+    by_outcome: dict[str, int] = {}
+    seen = retries = 0
+    buckets: list[tuple[float, int]] = []
+    for name, labels, value in samples:
+        if name == "mk_checkout_total":
+            by_outcome[labels.get("outcome", "")] = int(value)
+        elif name == "mk_concurrency_conflicts_total":
+            seen += int(value)
+        elif name == "mk_db_retries_total":
+            retries += int(value)
+        elif name == "mk_checkout_duration_seconds_bucket":
+            buckets.append((float(labels["le"]), int(value)))  # float("+Inf") is inf
+    buckets.sort()
+    return {
+        "scope": "all" if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else "process", "pid": os.getpid(),
+        "checkouts": sum(by_outcome.values()), "byOutcome": by_outcome,
+        "conflicts": by_outcome.get("conflict", 0),  # checkouts answered 409 CONCURRENCY_CONFLICT
+        "conflictsSeen": seen,  # every route, retried attempts included
+        "retries": retries,  # every route's server-side retries
+        "latency": {"le": [b if b != float("inf") else None for b, _ in buckets],
+                    "counts": [n for _, n in buckets]},
+    }
+
+
+def _dashboard_asset(name: str) -> bytes:
+    response.content_type = _DASHBOARD_ASSETS[name]
+    response.set_header("Content-Security-Policy", _DASHBOARD_CSP)
+    response.set_header("X-Content-Type-Options", "nosniff")
+    response.set_header("Referrer-Policy", "no-referrer")
+    response.set_header("Cache-Control", "no-cache")
+    return (STATIC / name).read_bytes()
+
+
+@app.get("/admin/dashboard")
+def dashboard_page():
+    """The page's shell needs no token: every figure comes from /admin/dashboard/data (ADMIN)."""
+    return _dashboard_asset("dashboard.html")
+
+
+@app.get("/admin/dashboard/dashboard.js")
+def dashboard_script():
+    return _dashboard_asset("dashboard.js")
+
+
+@app.get("/admin/dashboard/dashboard.css")
+def dashboard_style():
+    return _dashboard_asset("dashboard.css")
+
+
+@app.get("/admin/dashboard/data")
+def dashboard_data(db):
+    stats = db.one("SELECT api.dashboard_stats(make_interval(mins => %s)) FROM api.authenticate(%s, 'ADMIN')",
+                   (config.get().order_hold_minutes, token()))
+    response.set_header("Cache-Control", "no-store")
+    return {"database": stats, "checkout": checkout_counters(), "refreshSeconds": DASHBOARD_REFRESH_S}

@@ -119,6 +119,25 @@ def _components() -> dict:
             "status": {"enum": ["ok", "degraded"]}, "database": {"type": "string"},
             "migrations": {"enum": ["ok", "pending"]}, "migrationsMissing": {"type": "array", "items": {"type": "string"}},
             "maintenance": {"type": "boolean"}}},
+        "Dashboard": {"type": "object", "properties": {
+            "database": {"type": "object", "description": "api.dashboard_stats(): read from the database.", "properties": {
+                "ordersByStatus": {"type": "object", "additionalProperties": {"type": "integer"},
+                                   "description": "All orders by status; every known status is present."},
+                "ordersLastHour": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "negativeStock": {"type": "integer", "description": "Products with stock below 0 (0 while the CHECK holds)."},
+                "negativeStockProducts": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+                "unpaidPastHold": {"type": "integer", "description": "PENDING_PAYMENT or PAYMENT_FAILED orders older than the hold window."},
+                "holdMinutes": {"type": "number"}, "products": {"type": "integer"}, "at": {"type": "string"}}},
+            "checkout": {"type": "object", "description": "Cumulative checkout counters of the answering worker process.", "properties": {
+                "scope": {"enum": ["process", "all"]}, "pid": {"type": "integer"},
+                "checkouts": {"type": "integer"}, "byOutcome": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "conflicts": {"type": "integer", "description": "Checkouts answered 409 CONCURRENCY_CONFLICT."},
+                "conflictsSeen": {"type": "integer", "description": "Conflicts on every route, retried attempts included."},
+                "retries": {"type": "integer", "description": "Server-side retries on every route."},
+                "latency": {"type": "object", "description": "Checkout latency histogram, cumulative counts per upper bound.", "properties": {
+                    "le": {"type": "array", "items": {"type": ["number", "null"]}, "description": "Upper bounds in seconds; null is +Inf."},
+                    "counts": {"type": "array", "items": {"type": "integer"}}}}}},
+            "refreshSeconds": {"type": "integer"}}},
     }
     return {"schemas": schemas, "responses": responses,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
@@ -235,6 +254,23 @@ def _paths() -> dict:
         "/admin/maintenance/disable": {"post": {
             "summary": "Resume writes (ADMIN).", "operationId": "maintenanceDisable", "security": _BEARER,
             "responses": {"200": _ok("Off.", S("Maintenance")), **_errors(401, 403, 503)}}},
+        "/admin/dashboard": {"get": {
+            "summary": "The operator dashboard page (HTML shell; its figures need an ADMIN token).",
+            "description": "Self-contained HTML: open `/admin/dashboard#token=<ADMIN token>` or sign in on the page. "
+                           "It polls /admin/dashboard/data and charts the last 60 samples "
+                           "(`?samples=N`, `?refresh=SECONDS`).",
+            "operationId": "dashboardPage",
+            "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/admin/dashboard/dashboard.js": {"get": {
+            "summary": "The dashboard's script.", "operationId": "dashboardScript",
+            "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
+        "/admin/dashboard/dashboard.css": {"get": {
+            "summary": "The dashboard's style sheet.", "operationId": "dashboardStyle",
+            "responses": {"200": {"description": "CSS.", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
+        "/admin/dashboard/data": {"get": {
+            "summary": "The dashboard's figures (ADMIN): database state and the checkout counters.",
+            "operationId": "dashboardData", "security": _BEARER,
+            "responses": {"200": _ok("The figures.", S("Dashboard")), **_errors(401, 403, 503)}}},
         "/health": {"get": {
             "summary": "Liveness and readiness.", "operationId": "health",
             "responses": {"200": _ok("Up.", S("Health")), **_errors(503)}}},
