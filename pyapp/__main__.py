@@ -1,7 +1,8 @@
 """python -m pyapp <command>: the marketplace's operations commands. `--help` on any of them.
 
 Exit codes: 0 success; 1 a check failed (pending migrations, failed integrity check, race not
-won exactly once, refused rollback); 2 bad usage; 3 the database (or, for simulate-race, the server) could not be reached.
+won exactly once, refused rollback) or, for alerts, a warning fires; 2 bad usage or, for alerts,
+a critical alert fires; 3 the database (or, for simulate-race, the server) could not be reached.
 """
 from __future__ import annotations
 
@@ -56,6 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
     s.add_argument("--batch-size", type=int, default=500)
     s.set_defaults(func=commands.expire_orders)
+
+    s = sub.add_parser("alerts", help="evaluate the alert rules on live data; exit 2 on a critical, 1 on a warning")
+    s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
+    s.add_argument("--window-minutes", type=int, default=60,
+                   help="window of the ConcurrencyError and failed-order rules (default 60)")
+    s.add_argument("--max-negative-stock", type=int, default=0, help="critical above this many (default 0)")
+    s.add_argument("--max-concurrency-errors", type=int, default=100, help="warning above this many in the window (default 100)")
+    s.add_argument("--max-failed-orders", type=int, default=50,
+                   help="warning above this many PAYMENT_FAILED or CANCELLED orders in the window (default 50)")
+    s.add_argument("--max-unpaid-past-hold", type=int, default=0,
+                   help="warning above this many unpaid orders older than the hold window (default 0)")
+    s.set_defaults(func=commands.alerts)
+
+    s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, orders")
+    s.add_argument("--since", default="24h", help="window such as 30m, 6h or 7d (default 24h)")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=commands.report)
 
     s = sub.add_parser("create-user", help="create a user of any role (ADMIN included)")
     s.add_argument("--email", required=True)

@@ -5,6 +5,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,8 @@ def print_table(headers, rows) -> None:
 
 def migrate(args) -> int:
     with database() as db:
+        todo = mig.pending(db.owner_url)
+        print(f"migrate: {len(todo)} pending" + (f": {', '.join(todo)}" if todo else ""), flush=True)
         done = mig.apply(db.owner_url)
     for m in done:
         print(f"applied {m}")
@@ -84,6 +87,7 @@ def rollback(args) -> int:
                       "and their stock is held under optimistic locking. Wait for them to be paid or "
                       "expire (python -m pyapp expire-orders), or pass --force.", file=sys.stderr)
                 return 1
+        print(f"rollback: rolling back {len(targets)} migrations", flush=True)
         done = mig.rollback(db.owner_url, None if args.all else args.name)
     for m in done:
         print(f"rolled back {m}")
@@ -119,6 +123,7 @@ def backup(args) -> int:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"marketplace-{stamp}.dump"
     with database() as db:
+        print(f"backup: dumping to {path}", flush=True)
         r = subprocess.run([str(bindir() / "pg_dump"), "--format=custom", "--file", str(path),
                             "--dbname", db.owner_url], capture_output=True, text=True)
     if r.returncode != 0:
@@ -140,6 +145,77 @@ def maintenance(args) -> int:
         state = conn.execute("SELECT api.set_maintenance(%s)", (args.state == "on",)).fetchone()[0]
     print(f"maintenance: {'on' if state['maintenance'] else 'off'}"
           + (f" since {state['since']}" if state.get("since") else ""))
+    return 0
+
+
+SEVERITY_EXIT = {"critical": 2, "warning": 1}
+
+
+def alerts(args) -> int:
+    limits = (args.window_minutes, args.max_negative_stock, args.max_concurrency_errors,
+              args.max_failed_orders, args.max_unpaid_past_hold)
+    if args.window_minutes <= 0 or min(limits) < 0:
+        print("pyapp: the window must be positive and thresholds not negative", file=sys.stderr)
+        return 2
+    with database() as db, psycopg.connect(db.owner_url) as conn:
+        rows = conn.execute(
+            """SELECT rule, severity, value, threshold, firing, detail
+               FROM api.evaluate_alerts(make_interval(mins => %s), make_interval(mins => %s), %s, %s, %s, %s)""",
+            (hold_minutes(args), *limits)).fetchall()
+    print_table(["rule", "severity", "value", "threshold", "state", "detail"],
+                [(r, sev, v, t, "FIRING" if f else "ok", d) for r, sev, v, t, f, d in rows])
+    code = max((SEVERITY_EXIT.get(sev, 1) for _, sev, _, _, f, _ in rows if f), default=0)
+    firing = [r for r, _, _, _, f, _ in rows if f]
+    print("alerts: quiet" if not firing else f"alerts: {len(firing)} firing: {', '.join(firing)}")
+    return code
+
+
+DURATION_UNITS = {"m": "mins", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> tuple[int, str]:
+    """'30m', '6h', '7d' -> (30, 'mins') ...; ValueError otherwise."""
+    m = re.fullmatch(r"\s*([0-9]{1,6})\s*([mhd])\s*", text or "")
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 6h or 7d)")
+    return int(m.group(1)), DURATION_UNITS[m.group(2)]
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{float(x) * 100:.2f} %"
+
+
+def _ms(x) -> str:
+    return "n/a" if x is None else f"{float(x) * 1000:.1f} ms"
+
+
+def report(args) -> int:
+    try:
+        amount, unit = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"pyapp: {exc}", file=sys.stderr)
+        return 2
+    with database() as db, psycopg.connect(db.owner_url) as conn:
+        rep = conn.execute(f"SELECT api.checkout_report(make_interval({unit} => %s))", (amount,)).fetchone()[0]
+    if args.json:
+        print(json.dumps(rep, indent=2, sort_keys=True))
+        return 0
+    lat = rep["latencySeconds"]
+    print(f"report: {rep['from']} to {rep['until']} (--since {args.since})")
+    print_table(["figure", "value"], [
+        ("checkouts", rep["checkouts"]),
+        *((f"  {k}", v) for k, v in rep["byOutcome"].items()),
+        ("success rate", _pct(rep["successRate"])),
+        ("ConcurrencyErrors", rep["concurrencyErrors"]),
+        ("retries", rep["retries"]),
+        ("retries per checkout", "n/a" if rep["retriesPerCheckout"] is None else rep["retriesPerCheckout"]),
+        ("latency P50", _ms(lat["p50"])),
+        ("latency P95", _ms(lat["p95"])),
+        ("latency P99", _ms(lat["p99"])),
+        ("latency mean", _ms(lat["mean"])),
+        ("products with negative stock", rep["negativeStock"]),
+        *((f"orders {k}", v) for k, v in sorted(rep["ordersByStatus"].items())),
+    ])
     return 0
 
 
