@@ -1,0 +1,562 @@
+"""HTTP checkout benchmark: our app against the old ORM-style checkout, driven by wrk, one table.
+
+    .venv/bin/python bench/http_bench.py [--seconds 15] [--connections 32] [--quick]
+
+Starts a throwaway PostgreSQL cluster (or uses BENCH_DATABASE_URL, a role that may CREATE
+DATABASE), builds one migrated, seeded template and copies it into one database per server under
+test. Then it serves each with gunicorn, the same config file and settings for both
+(pyapp/gunicorn_conf.py: gthread, WORKERS x THREADS, 127.0.0.1 on a free port):
+
+  ours      python -m gunicorn -c pyapp/gunicorn_conf.py pyapp.wsgi:app, as marketplace_app
+  baseline  the same, serving bench/baseline_app.py, as the tables' owner
+
+and drives both with wrk (bench/http_checkout.lua, -c <connections> -t 2 -d <seconds> --latency)
+in two scenarios: hot (everyone buys product 'hot') and spread (a random one of 10,000). Every
+request is one checkout of one unit by a buyer used once; our buyers' carts are filled before the
+run (see bench/README.md). After every run it checks in the database that orders and stock agree.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from pyapp import migrate  # noqa: E402
+from pyapp.localpg import Cluster, free_port  # noqa: E402
+
+APP_ROLE = "marketplace_app"
+PREFIX = "mk_httpbench_"
+PRODUCTS = 10_000
+HUGE_STOCK = 100_000_000   # nothing sells out during a run
+HISTORY = 20_000           # delivered past orders, as in bench/checkout_bench.py (planner steady state)
+RATE_PER_CONN = 100        # buyers reserved per connection and second: far above what 2 cores serve
+WRK_THREADS = 2
+LUA = BENCH / "http_checkout.lua"
+SERVERS = ("ours", "baseline")
+SCENARIOS = ("hot", "spread")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+class Postgres:
+    """Where the databases live: our own throwaway cluster, or BENCH_DATABASE_URL."""
+
+    def __init__(self, tmp: Path):
+        self.cluster = None
+        self.created: list[str] = []
+        url = os.environ.get("BENCH_DATABASE_URL")
+        if not url:
+            self.cluster = Cluster(tmp / "pgdata")
+            self.cluster.init()
+            self.cluster.start()
+            url = self.cluster.url
+        self.base = conninfo_to_dict(url)
+
+    def dsn(self, dbname: str, user: str | None = None) -> str:
+        params = dict(self.base, dbname=dbname)
+        if user:
+            params["user"] = user
+            params.pop("password", None)
+        return make_conninfo(**params)
+
+    def url(self, dbname: str, user: str | None = None) -> str:
+        """URI form (yoyo and DATABASE_URL want one)."""
+        b = self.base
+        auth = quote(user or b.get("user", "postgres"), safe="")
+        if b.get("password") and not user:
+            auth += ":" + quote(b["password"], safe="")
+        host = b.get("host") or b.get("hostaddr") or "127.0.0.1"
+        return f"postgresql://{auth}@{host}:{b.get('port', '5432')}/{quote(dbname, safe='')}"
+
+    def admin(self):
+        return psycopg.connect(self.dsn(self.base.get("dbname") or "postgres"), autocommit=True)
+
+    def create(self, name: str, template: str = "template0") -> str:
+        with self.admin() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                          sql.Identifier(template)))
+        self.created.append(name)
+        return name
+
+    def connect(self, dbname: str):
+        return psycopg.connect(self.dsn(dbname), autocommit=True)
+
+    def close(self) -> None:
+        try:
+            if self.cluster is None:
+                with self.admin() as conn:
+                    for name in reversed(self.created):
+                        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        finally:
+            if self.cluster is not None:
+                self.cluster.destroy()
+
+
+@dataclass
+class Block:
+    """A range of buyers b<first> .. b<first + size - 1>, used once each, by one wrk run."""
+    name: str
+    scenario: str
+    first: int
+    per_thread: int
+
+    @property
+    def size(self) -> int:
+        return self.per_thread * WRK_THREADS
+
+
+def plan_blocks(connections: int, warmup: int, seconds: int, rounds: int) -> dict[str, Block]:
+    """Buyer blocks: 'warmup', then '<scenario>.<round>' for each scenario and round. Each server has
+    its own database, so both servers use the same blocks."""
+    plan = [("warmup", "spread", warmup)]
+    plan += [(f"{sc}.{r}", sc, seconds) for sc in SCENARIOS for r in range(rounds)]
+    blocks, first = {}, 1
+    for name, scenario, secs in plan:
+        per_thread = -(-connections * max(secs, 1) * RATE_PER_CONN // WRK_THREADS)
+        blocks[name] = Block(name, scenario, first, per_thread)
+        first += blocks[name].size
+    return blocks
+
+
+def build_template(pg: Postgres, buyers: int) -> str:
+    """A migrated database with a seller, PRODUCTS products '1'..'10000' and 'hot', `buyers` buyers
+    'b1'.. with tokens 'bt1'.. (valid for a day), and HISTORY delivered past orders."""
+    name = pg.create(PREFIX + "template")
+    migrate.apply(pg.url(name))
+    t0 = time.monotonic()
+    with pg.connect(name) as conn:
+        conn.execute("""
+            INSERT INTO "User" (id, email, name, role, "passwordHash")
+            VALUES ('seller', 'seller@bench.invalid', 'Bench seller', 'SELLER', 'x')""")
+        conn.execute("""
+            INSERT INTO "Product" (id, name, price, stock, "sellerId")
+            SELECT g::text, 'Product ' || g, 10 + (g %% 90), %s, 'seller' FROM generate_series(1, %s::int) g
+            UNION ALL SELECT 'hot', 'The last hand-made vase, in volume', 42, %s, 'seller'""",
+                     (HUGE_STOCK, PRODUCTS, HUGE_STOCK))
+        conn.execute("""
+            INSERT INTO "User" (id, email, name, role, "passwordHash")
+            SELECT 'b' || g, 'b' || g || '@bench.invalid', 'Buyer ' || g, 'BUYER', 'x'
+            FROM generate_series(1, %s::int) g""", (buyers,))
+        conn.execute("""
+            INSERT INTO "ApiToken" ("tokenHash", "userId", "expiresAt")
+            SELECT encode(sha256(convert_to('bt' || g, 'UTF8')), 'hex'), 'b' || g, now() + interval '1 day'
+            FROM generate_series(1, %s::int) g""", (buyers,))
+        conn.execute("""
+            INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "createdAt", "updatedAt")
+            SELECT 'past-' || g, 'b' || ((g %% %s) + 1), 'DELIVERED', 10 + (((g %% %s) + 1) %% 90),
+                   '{"city":"X"}', now() - interval '30 days', now() - interval '30 days'
+            FROM generate_series(1, %s::int) g""", (buyers, PRODUCTS, HISTORY))
+        conn.execute("""
+            INSERT INTO "OrderItem" ("orderId", "productId", quantity, "unitPrice")
+            SELECT 'past-' || g, ((g %% %s) + 1)::text, 1, 10 + (((g %% %s) + 1) %% 90)
+            FROM generate_series(1, %s::int) g""", (PRODUCTS, PRODUCTS, HISTORY))
+    log(f"{name}: migrated; {PRODUCTS:,} products + 'hot', {buyers:,} buyers with tokens, "
+        f"{HISTORY:,} past orders in {time.monotonic() - t0:.1f} s")
+    return name
+
+
+def fill_carts(pg: Postgres, dbname: str, blocks: dict[str, Block]) -> None:
+    """One cart line of one unit per buyer of each block: 'hot', or a random product."""
+    with pg.connect(dbname) as conn:
+        for b in blocks.values():
+            conn.execute("""
+                INSERT INTO "CartItem" ("userId", "productId", quantity)
+                SELECT 'b' || g, CASE WHEN %s THEN 'hot' ELSE (1 + floor(random() * %s))::int::text END, 1
+                FROM generate_series(%s::int, %s::int) g""",
+                         (b.scenario == "hot", PRODUCTS, b.first, b.first + b.size - 1))
+
+
+def vacuum(pg: Postgres, dbname: str) -> None:
+    with pg.connect(dbname) as conn:
+        conn.execute('VACUUM ANALYZE "Product", "CartItem", "Order", "OrderItem", "StockLedger", "User", "ApiToken"')
+        conn.execute("CHECKPOINT")
+
+
+def snapshot(pg: Postgres, dbname: str) -> dict[str, int]:
+    """The invariants, as the owner. Every product started at HUGE_STOCK and past orders did not
+    touch stock, so for each product HUGE_STOCK - (units in orders made by the runs) = stock."""
+    with pg.connect(dbname) as conn:
+        row = conn.execute("""
+            WITH sold AS (
+                SELECT i."productId" AS id, sum(i.quantity) AS units
+                FROM "OrderItem" i WHERE i."orderId" NOT LIKE 'past-%%' GROUP BY 1
+            ), ledger AS (
+                SELECT "productId" AS id, sum(delta) AS s FROM "StockLedger" GROUP BY 1
+            )
+            SELECT (SELECT count(*) FROM "Product" WHERE stock < 0),
+                   (SELECT count(*) FROM "Product" p LEFT JOIN sold s ON s.id = p.id
+                    WHERE p.stock <> %s - coalesce(s.units, 0)),
+                   (SELECT count(*) FROM "Product" p LEFT JOIN ledger l ON l.id = p.id
+                    WHERE p.stock <> coalesce(l.s, 0)),
+                   (SELECT count(*) FROM "Order" WHERE id NOT LIKE 'past-%%'),
+                   (SELECT count(*) FROM "Order" o WHERE o.id NOT LIKE 'past-%%' AND
+                        (SELECT count(*) FROM "OrderItem" i WHERE i."orderId" = o.id) <> 1),
+                   (SELECT coalesce(sum(units), 0) FROM sold),
+                   (SELECT count(*) FROM "CartItem"),
+                   (SELECT %s - stock FROM "Product" WHERE id = 'hot')""",
+                           (HUGE_STOCK, HUGE_STOCK)).fetchone()
+    keys = ("negative", "stock_vs_orders", "stock_vs_ledger", "orders", "bad_orders", "units",
+            "cart_lines", "hot_sold")
+    return dict(zip(keys, map(int, row)))
+
+
+# ---------------------------------------------------------------- CPU accounting
+
+
+def tree_cpu_s(root: int | None) -> float:
+    """CPU seconds (user + system) used so far by process `root` and all its descendants, including
+    descendants already reaped (their time is in their parent's cutime/cstime)."""
+    if root is None:
+        return float("nan")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        f = text[text.rindex(")") + 2:].split()  # f[0] is field 3 (state) of proc(5)
+        stats[int(entry.name)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+            todo += children.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(pg: "Postgres") -> int | None:
+    if pg.cluster is None:
+        return None
+    try:
+        return int((pg.cluster.datadir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------- gunicorn
+
+
+class Gunicorn:
+    """One gunicorn (pyapp/gunicorn_conf.py) on a free 127.0.0.1 port, in its own session so that
+    a Ctrl-C reaches only this script, which then stops it."""
+
+    def __init__(self, name: str, app: str, database_url: str, logdir: Path, extra_args=()):
+        self.name, self.port = name, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.logfile = logdir / f"gunicorn-{name}.log"
+        self.cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
+                    *extra_args, app]
+        self.env = {**os.environ, "DATABASE_URL": database_url, "HOST": "127.0.0.1",
+                    "PORT": str(self.port)}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Gunicorn":
+        self.out = open(self.logfile, "wb")
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=self.env, stdout=self.out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name}: gunicorn exited: {self.logfile.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=3) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name}: not healthy within 30 s: {self.logfile.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: only its workers
+                self.proc.wait(5)
+        self.proc = None
+        if getattr(self, "out", None):
+            self.out.close()
+
+
+# ---------------------------------------------------------------- wrk
+
+
+@dataclass
+class Run:
+    server: str
+    scenario: str
+    seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    samples: dict[int, str] = field(default_factory=dict)
+    socket_errors: int = 0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    issued: int = 0
+    wrapped: int = 0
+    check: str = ""
+    check_ok: bool = True
+    failed: str = ""
+    cpu_app_s: float = float("nan")
+    cpu_db_s: float = float("nan")
+    cpu_wrk_s: float = float("nan")
+    rounds: int = 0
+
+    def add(self, r: "Run") -> None:
+        """Accumulates one round: counts, durations and CPU add up; p50 and p99 are the worse of
+        the rounds (wrk gives percentiles, not its histogram, so they cannot be merged exactly)."""
+        first = self.rounds == 0
+        self.rounds += 1
+        self.seconds += r.seconds
+        for s, n in r.statuses.items():
+            self.statuses[s] = self.statuses.get(s, 0) + n
+        for s, body in r.samples.items():
+            self.samples.setdefault(s, body)
+        self.socket_errors += r.socket_errors
+        self.p50_ms = r.p50_ms if first else max(self.p50_ms, r.p50_ms)
+        self.p99_ms = r.p99_ms if first else max(self.p99_ms, r.p99_ms)
+        self.issued += r.issued
+        self.wrapped += r.wrapped
+        for attr in ("cpu_app_s", "cpu_db_s", "cpu_wrk_s"):
+            setattr(self, attr, getattr(r, attr) if first else getattr(self, attr) + getattr(r, attr))
+        self.check = (self.check + "\n" + " " * 20 if self.check else "") + f"round {self.rounds}: {r.check}"
+        self.check_ok = self.check_ok and r.check_ok
+        self.failed = "; ".join(x for x in (self.failed, r.failed) if x)
+
+    def per_checkout_ms(self, seconds: float) -> float:
+        return seconds * 1000 / self.created if self.created else float("nan")
+
+    @property
+    def created(self) -> int:
+        return self.statuses.get(201, 0)
+
+    @property
+    def rate(self) -> float:
+        return self.created / self.seconds if self.seconds else 0.0
+
+    @property
+    def conflicts(self) -> int:
+        return self.statuses.get(409, 0)
+
+    @property
+    def other(self) -> int:
+        return sum(n for s, n in self.statuses.items() if not 200 <= s < 300 and s != 409)
+
+
+def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Path, run: Run) -> Run:
+    mode = "ours" if srv.name == "ours" else "baseline"
+    cmd = ["wrk", "-c", str(connections), "-t", str(WRK_THREADS), "-d", f"{seconds}s", "--latency",
+           "-s", str(LUA), srv.url, "--", mode, block.scenario, str(block.first), str(block.per_thread),
+           str(PRODUCTS)]
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run.cpu_wrk_s = (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime)
+    (logdir / f"wrk-{srv.name}-{block.name}.txt").write_text(r.stdout + r.stderr)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("HTTPBENCH_JSON ")), None)
+    if r.returncode != 0 or line is None:
+        run.failed = f"wrk exited {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}"
+        return run
+    doc = json.loads(line.split(" ", 1)[1])
+    run.seconds = doc["duration_us"] / 1e6
+    run.statuses = {int(k): v for k, v in doc["statuses"].items()}
+    run.samples = {int(k): v for k, v in doc["samples"].items()}
+    e = doc["errors"]
+    run.socket_errors = e["connect"] + e["read"] + e["write"] + e["timeout"]
+    run.p50_ms, run.p99_ms = doc["p50_us"] / 1000, doc["p99_us"] / 1000
+    run.issued, run.wrapped = doc["issued"], doc["wrapped"]
+    return run
+
+
+def measured_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connections: int,
+                 seconds: int, logdir: Path) -> Run:
+    run = Run(srv.name, block.scenario, rounds=1)
+    vacuum(pg, dbname)
+    before = snapshot(pg, dbname)
+    log(f"{srv.name}/{block.name}: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s, "
+        f"buyers b{block.first}..b{block.first + block.size - 1}")
+    pm = postmaster_pid(pg)
+    app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
+    wrk(srv, block, connections, seconds, logdir, run)
+    run.cpu_app_s, run.cpu_db_s = tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
+    time.sleep(1.0)  # let requests still in flight when wrk stopped finish (and commit) first
+    after = snapshot(pg, dbname)
+    new_orders = after["orders"] - before["orders"]
+    problems = []
+    if after["negative"]:
+        problems.append(f"{after['negative']} products below 0")
+    if after["stock_vs_orders"]:
+        problems.append(f"{after['stock_vs_orders']} products whose stock <> initial - units ordered")
+    if after["stock_vs_ledger"]:
+        problems.append(f"{after['stock_vs_ledger']} products whose stock <> their ledger")
+    if after["bad_orders"]:
+        problems.append(f"{after['bad_orders']} orders without exactly one item")
+    if after["units"] - before["units"] != new_orders:
+        problems.append(f"{after['units'] - before['units']} units for {new_orders} orders")
+    # wrk stops counting at its deadline; requests in flight then may still commit: at most one
+    # per connection more orders than 201s seen.
+    if not run.failed and not run.created <= new_orders <= run.created + connections:
+        problems.append(f"{new_orders} orders for {run.created} answers 201")
+    if srv.name == "ours" and before["cart_lines"] - after["cart_lines"] != new_orders:
+        problems.append(f"{before['cart_lines'] - after['cart_lines']} carts emptied for {new_orders} orders")
+    if run.wrapped:
+        problems.append(f"{run.wrapped} requests reused a buyer (blocks too small)")
+    run.check_ok = not problems
+    run.check = (f"orders +{new_orders} (201s {run.created}), hot sold +{after['hot_sold'] - before['hot_sold']}, "
+                 f"negative {after['negative']}, stock<>initial-ordered {after['stock_vs_orders']}, "
+                 f"stock<>ledger {after['stock_vs_ledger']}: " + ("OK" if not problems else "FAIL: " + "; ".join(problems)))
+    log(f"  {run.rate:.1f} checkouts/s, statuses {dict(sorted(run.statuses.items()))}, "
+        f"p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms; {run.check}")
+    return run
+
+
+# ---------------------------------------------------------------- report
+
+
+def print_report(runs: list[Run], connections: int, seconds: int, rounds: int, workers: str,
+                 threads: str) -> bool:
+    print(f"\nHTTP checkout, wrk -c {connections} -t {WRK_THREADS} -d {seconds}s --latency, {rounds} round(s) "
+          f"per row (ABBA); gunicorn gthread WORKERS={workers} THREADS={threads} for both servers")
+    print("checkouts/s = 201s / seconds summed over the rounds; p50/p99 = the worse round's")
+    head = (f"{'server':<9} {'scenario':<8} {'checkouts/s':>11} {'201':>7} {'409':>6} {'other':>6} "
+            f"{'sockerr':>7} {'p50 ms':>8} {'p99 ms':>8}")
+    print(head)
+    print("-" * len(head))
+    for r in runs:
+        print(f"{r.server:<9} {r.scenario:<8} {r.rate:>11.1f} {r.created:>7} {r.conflicts:>6} {r.other:>6} "
+              f"{r.socket_errors:>7} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f}" + (f"  ({r.failed})" if r.failed else ""))
+    print()
+    print("CPU during each run (seconds; ms per successful checkout), on "
+          f"{os.cpu_count()} cores shared with the rest of the machine:")
+    print(f"{'server':<9} {'scenario':<8} {'app s':>7} {'db s':>7} {'wrk s':>7} "
+          f"{'app ms/co':>9} {'db ms/co':>9}")
+    for r in runs:
+        print(f"{r.server:<9} {r.scenario:<8} {r.cpu_app_s:>7.1f} {r.cpu_db_s:>7.1f} {r.cpu_wrk_s:>7.1f} "
+              f"{r.per_checkout_ms(r.cpu_app_s):>9.2f} {r.per_checkout_ms(r.cpu_db_s):>9.2f}")
+    print()
+    by = {(r.server, r.scenario): r for r in runs}
+
+    def ratio(scenario: str) -> float:
+        b = by[("baseline", scenario)].rate
+        return by[("ours", scenario)].rate / b if b else float("inf")
+
+    oh, bh = by[("ours", "hot")], by[("baseline", "hot")]
+    targets = [
+        (f"hot:    ours 409s = {oh.conflicts}  (target 0)", oh.conflicts == 0 and not oh.failed),
+        (f"hot:    ours / baseline checkouts/s = {oh.rate:.1f} / {bh.rate:.1f} = {ratio('hot'):.2f}x  (target >= 4)",
+         ratio("hot") >= 4.0),
+        (f"hot:    ours p99 = {oh.p99_ms:.1f} ms  (target < 100)", oh.p99_ms < 100.0),
+        (f"spread: ours / baseline checkouts/s = {by[('ours', 'spread')].rate:.1f} / "
+         f"{by[('baseline', 'spread')].rate:.1f} = {ratio('spread'):.2f}x  (target >= 2.5)", ratio("spread") >= 2.5),
+    ]
+    for text, ok in targets:
+        print(f"{text:<78} {'PASS' if ok else 'FAIL'}")
+    print()
+    print("database after each run (queried as the owner):")
+    for r in runs:
+        print(f"  {r.server:<9} {r.scenario:<7} {r.check}")
+    samples = [(r, s, body) for r in runs for s, body in sorted(r.samples.items())]
+    if samples:
+        print("\nfirst body seen per non-201 status:")
+        for r, s, body in samples:
+            print(f"  {r.server:<9} {r.scenario:<7} {s}: {body[:200]}")
+    return all(r.check_ok and not r.failed for r in runs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=15, help="seconds per measured wrk run (default 15)")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    ap.add_argument("--warmup", type=int, default=3, help="seconds of unmeasured spread load per server first")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="wrk runs per server and scenario, in ABBA order, summed (default 2)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: one round of 5 s, 1 s warm-up")
+    args = ap.parse_args()
+    seconds, warmup, rounds = (5, 1, 1) if args.quick else (args.seconds, args.warmup, max(1, args.rounds))
+    if args.connections < WRK_THREADS:
+        ap.error(f"--connections must be at least {WRK_THREADS}")
+    if shutil.which("wrk") is None:
+        print("wrk not found in PATH", file=sys.stderr)
+        return 2
+    workers, threads = os.environ.get("WORKERS", "2"), os.environ.get("THREADS", "8")
+    os.environ.update(WORKERS=workers, THREADS=threads)  # both servers inherit the same settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="mk-httpbench-"))
+    os.chmod(tmp, 0o755)  # the cluster's owner (postgres, when we are root) must traverse it
+    pg: Postgres | None = None
+    servers: list[Gunicorn] = []
+    runs: list[Run] = []
+    ok = False
+    try:
+        pg = Postgres(tmp)
+        blocks = plan_blocks(args.connections, warmup, seconds, rounds)
+        buyers = sum(b.size for b in blocks.values())
+        template = build_template(pg, buyers)
+        dbs = {name: pg.create(PREFIX + name, template) for name in SERVERS}
+        fill_carts(pg, dbs["ours"], blocks)
+        for db in dbs.values():
+            vacuum(pg, db)
+        ours = Gunicorn("ours", "pyapp.wsgi:app", pg.url(dbs["ours"], APP_ROLE), tmp)
+        base = Gunicorn("baseline", "baseline_app:app", pg.url(dbs["baseline"]), tmp,
+                        extra_args=("--pythonpath", str(BENCH)))
+        for srv in (ours, base):
+            servers.append(srv)
+            srv.start()
+            log(f"{srv.name}: {srv.url} (WORKERS={workers} THREADS={threads}), log {srv.logfile}")
+        # Warm-up: pools filled, code paths and caches hot; its orders are checked like the rest.
+        for srv in (ours, base):
+            measured_run(pg, dbs[srv.name], srv, blocks["warmup"], args.connections, warmup, tmp)
+        # Rounds in ABBA order (ours, baseline, baseline, ours, ...) so that a drift in the load
+        # from elsewhere on the machine does not land on one server only.
+        for scenario in SCENARIOS:
+            total = {srv.name: Run(srv.name, scenario) for srv in (ours, base)}
+            for r in range(rounds):
+                for srv in ((ours, base) if r % 2 == 0 else (base, ours)):
+                    total[srv.name].add(measured_run(pg, dbs[srv.name], srv, blocks[f"{scenario}.{r}"],
+                                                     args.connections, seconds, tmp))
+            runs += [total["ours"], total["baseline"]]
+        ok = print_report(runs, args.connections, seconds, rounds, workers, threads)
+    finally:
+        for srv in servers:
+            srv.stop()
+        if pg is not None:
+            pg.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
