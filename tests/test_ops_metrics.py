@@ -108,7 +108,7 @@ def test_conflicts_and_retries_are_counted_and_persisted(two_workers, http_db): 
             time.sleep(0.2)
 
 
-def test_scrape_answers_when_stats_payload_is_bad_and_function_refuses_it(http_db):  # noqa: F811
+def test_record_checkout_stats_validates_input_and_guards_its_table(http_db):  # noqa: F811
     with psycopg.connect(http_db[1], autocommit=True) as c:  # as the app's role
         with pytest.raises(psycopg.Error) as e:
             c.execute("SELECT api.record_checkout_stats('[{\"minute\": \"not a time\"}]')")
