@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import re
+import select
 import sys
 import threading
 import time
@@ -156,10 +157,23 @@ class Database:
         return self._pool
 
     def getconn(self, timeout: float | None = None) -> psycopg.Connection:
-        try:
-            conn = self.pool().getconn(timeout=timeout)
-        except PoolTimeout as exc:
-            raise DatabaseUnavailable("no database connection within the pool timeout") from exc
+        pool = self.pool()
+        deadline = time.monotonic() + (pool.timeout if timeout is None else timeout)
+        # A pooled connection the server has closed (restart, pg_terminate_backend) is discarded
+        # here, before a statement is sent on it; the pool connects a new one in its place.
+        for _ in range(pool.max_size + 1):
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise PoolTimeout()
+                conn = pool.getconn(timeout=remaining)
+            except PoolTimeout as exc:
+                raise DatabaseUnavailable("no database connection within the pool timeout") from exc
+            if not _closed_by_server(conn):
+                break
+            pool.putconn(conn)
+        else:
+            raise DatabaseUnavailable("every pooled database connection was found closed")
         if self.errors is None:
             try:
                 rows = conn.execute("SELECT sqlstate, code, http_status, title FROM api.error_codes()").fetchall()
@@ -177,6 +191,23 @@ class Database:
         if self._pool is not None and self._pid == os.getpid():
             self._pool.close()
         self._pool = None
+
+
+def _closed_by_server(conn: psycopg.Connection) -> bool:
+    """Whether an idle pooled connection is dead. The server says nothing on an idle connection
+    except when it ends it (a FATAL admin_shutdown, or the end of the stream after a crash), so
+    a readable socket is checked with an empty query; a quiet one costs no round trip."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return False
+        conn.execute("")
+    except (psycopg.Error, OSError, ValueError):
+        return True
+    return False
 
 
 class Db:
