@@ -4,7 +4,10 @@ DATABASE_URL, HOST, PORT (default 127.0.0.1:8080), PAYMENT_WEBHOOK_SECRET, ORDER
 (default 30), LOG_FILE (JSON lines), DB_POOL_SIZE (connections per worker process, default
 THREADS), DB_POOL_TIMEOUT_S (how long a request waits for a connection, default 3),
 LOCK_TIMEOUT_MS (default 2000), STATEMENT_TIMEOUT_MS (default 5000), WORKERS (gunicorn
-processes, default 2), THREADS (threads per worker, default 8).
+processes, default 2), THREADS (threads per worker, default 8), DB_PGBOUNCER (1 when DATABASE_URL
+goes through PgBouncer in transaction pooling mode: no server-side prepared statements and no
+startup `options`, so LOCK_TIMEOUT_MS and STATEMENT_TIMEOUT_MS are not sent and must be set on the
+role instead; see docs/scaling.md).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ class Config:
     pool_timeout_s: float
     lock_timeout_ms: int
     statement_timeout_ms: int
+    pgbouncer: bool = False
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -56,6 +60,7 @@ class Config:
             pool_timeout_s=float(_int("DB_POOL_TIMEOUT_S", 3, 1, 60)),
             lock_timeout_ms=_int("LOCK_TIMEOUT_MS", 2000, 1, 600_000),
             statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
+            pgbouncer=bool(_int("DB_PGBOUNCER", 0, 0, 1)),
         )
 
 

@@ -144,14 +144,19 @@ class Database:
             with self._lock:
                 if self._pool is None or self._pid != os.getpid():
                     cfg = config.get()
-                    options = (f"-c lock_timeout={cfg.lock_timeout_ms} "
-                               f"-c statement_timeout={cfg.statement_timeout_ms}")
+                    kwargs = {"autocommit": True, "connect_timeout": 3, "application_name": "marketplace-http"}
+                    if cfg.pgbouncer:
+                        # PgBouncer transaction pooling: each statement may run on another server
+                        # connection, so no server-side prepared statements; and PgBouncer refuses
+                        # the startup `options`, so the timeouts are the role's (docs/scaling.md).
+                        kwargs["prepare_threshold"] = None
+                    else:
+                        kwargs["options"] = (f"-c lock_timeout={cfg.lock_timeout_ms} "
+                                             f"-c statement_timeout={cfg.statement_timeout_ms}")
                     pool = ConnectionPool(
                         cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
                         timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300,
-                        name=f"marketplace-{os.getpid()}",
-                        kwargs={"autocommit": True, "options": options, "connect_timeout": 3,
-                                "application_name": "marketplace-http"})
+                        name=f"marketplace-{os.getpid()}", kwargs=kwargs)
                     pool.open(wait=False)
                     self._pool, self._pid, self.errors = pool, os.getpid(), None
         return self._pool

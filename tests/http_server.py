@@ -85,9 +85,25 @@ def http_db(server):
 
 @pytest.fixture(scope="module")
 def http_app(http_db):
-    srv = HttpServer(http_db[1]).start()
-    yield srv
-    srv.stop()
+    """The app on http_db; with MK_VIA_PGBOUNCER=1 its DATABASE_URL goes through PgBouncer in
+    transaction pooling mode (tests/pgbouncer.py), e.g.
+    `MK_VIA_PGBOUNCER=1 .venv/bin/python -m pytest tests/test_http_api.py`."""
+    from tests import pgbouncer
+
+    if not pgbouncer.enabled():
+        srv = HttpServer(http_db[1]).start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+        return
+    with pgbouncer.via_pgbouncer(*http_db) as (bouncer, url, env):
+        srv = HttpServer(url, **env).start()
+        srv.pgbouncer = bouncer
+        try:
+            yield srv
+        finally:
+            srv.stop()
 
 
 def create_admin(db_url: str, email: str, password: str) -> str:
