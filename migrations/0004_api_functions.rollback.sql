@@ -19,6 +19,7 @@ DROP FUNCTION IF EXISTS api.cancel_order(text, text, text);
 DROP FUNCTION IF EXISTS api.ops_snapshot(interval);
 DROP FUNCTION IF EXISTS api.maintenance_status();
 DROP FUNCTION IF EXISTS api.set_maintenance(boolean);
+DROP FUNCTION IF EXISTS api.begin_login(text, text);
 DROP FUNCTION IF EXISTS api.integrity_report(interval);
 DROP FUNCTION IF EXISTS api.health();
 DROP FUNCTION IF EXISTS api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint);

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import time
 from pathlib import Path
 
 import bottle
+import psycopg
 from bottle import request, response
 
 from pyapp import auth, config, openapi, web
@@ -49,12 +51,28 @@ def register(db):
     return user
 
 
+def _retry_after(exc: psycopg.Error) -> str:
+    try:
+        return str(max(1, int(json.loads(exc.diag.message_detail or "{}")["retryAfter"])))
+    except (ValueError, TypeError, KeyError):
+        return "60"
+
+
 @app.post("/api/auth/login")
 def login(db):
     body = json_body()
     email = field(body, "email", "str", max_len=254)
     password = field(body, "password", "str", max_len=auth.MAX_PASSWORD)
-    row = db.row("SELECT user_id, role, password_hash FROM api.login_credentials(%s)", (email,))
+    # Throttled per email and per client before any password is checked (MKT29: 429). The address
+    # is the socket peer, never X-Forwarded-For (bottle's request.remote_addr), which anyone sets.
+    # The attempt counts as a failure until api.issue_token clears it, so a failure costs no call.
+    try:
+        row = db.row("SELECT user_id, role, password_hash FROM api.begin_login(%s, %s)",
+                     (email, request.environ.get("REMOTE_ADDR") or ""))
+    except psycopg.Error as exc:
+        if exc.sqlstate == "MKT29":  # the plugin renders the problem; the header is HTTP's own
+            response.set_header("Retry-After", _retry_after(exc))
+        raise
     db.release()  # no connection held while scrypt runs
     ok = auth.verify_password(password, row[2] if row else auth.DUMMY_HASH)
     if not (ok and row):

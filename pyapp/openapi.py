@@ -50,6 +50,9 @@ _ERROR_TEXT = {
     413: "The body exceeds 64 KiB (PAYLOAD_TOO_LARGE).",
     422: "The Idempotency-Key was already used with another payload (IDEMPOTENCY_KEY_REUSED).",
     428: "PATCH without If-Match or a \"version\" field (PRECONDITION_REQUIRED).",
+    429: "Too many failed logins (TOO_MANY_ATTEMPTS): 5 per email or 20 per client address within "
+         "15 minutes; the password is not checked. `Retry-After` and `retryAfter` give the seconds "
+         "until the window frees a slot.",
     500: "Unexpected error (INTERNAL_ERROR); no internals are disclosed, the requestId finds the log line.",
     503: "MAINTENANCE (writes paused), DATABASE_UNAVAILABLE or TIMEOUT; always with `Retry-After`.",
 }
@@ -75,13 +78,14 @@ def _components() -> dict:
                              "available": {"type": "integer"}}}},
             "currentVersion": {"type": "integer", "description": "409 on a product: its current version."},
             "retryable": {"type": "boolean"},
+            "retryAfter": {"type": "integer", "description": "429: seconds until a login may be tried again."},
         },
         "additionalProperties": True,
     }
     responses = {}
     for status, text in _ERROR_TEXT.items():
         r = {"description": text, "content": {"application/problem+json": {"schema": _ref("schemas", "Problem")}}}
-        if status in (409, 503):
+        if status in (409, 429, 503):
             r["headers"] = {"Retry-After": _RETRY_AFTER}
         responses[f"E{status}"] = r
     money = {"type": "number", "minimum": 0, "maximum": 99999999.99}
@@ -160,7 +164,7 @@ def _paths() -> dict:
                 "email": {"type": "string"}, "password": {"type": "string"}}}),
             "responses": {"200": _ok("A token.", {"type": "object", "properties": {
                 "token": {"type": "string"}, "tokenType": {"const": "Bearer"}, "expiresAt": {"type": "string"},
-                "userId": {"type": "string"}, "role": {"type": "string"}}}), **_errors(400, 401, 503)}}},
+                "userId": {"type": "string"}, "role": {"type": "string"}}}), **_errors(400, 401, 413, 429, 503)}}},
         "/api/auth/logout": {"post": {
             "summary": "Revoke the bearer token used.", "operationId": "logout", "security": _BEARER,
             "responses": {"200": _ok("Revoked.", {"type": "object", "properties": {"revoked": {"type": "boolean"}}}),

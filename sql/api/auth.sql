@@ -98,7 +98,8 @@ COMMENT ON FUNCTION api.login_credentials(text) IS
 REVOKE ALL ON FUNCTION api.login_credentials(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.login_credentials(text) TO marketplace_app;
 
--- api.issue_token: stores a new bearer token (only its SHA-256 hex) for a user, valid for p_ttl.
+-- api.issue_token: stores a new bearer token (only its SHA-256 hex) for a user, valid for p_ttl,
+-- and clears the account's failed logins (api.begin_login's throttle).
 -- It is not blocked by maintenance mode: an admin must be able to log in to end it.
 -- Raises: MKV00 malformed hash or TTL outside 1 minute..30 days; MK404 unknown user.
 -- Callers: marketplace_app (POST /api/auth/login), DBAs.
@@ -109,6 +110,7 @@ SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_expires timestamptz;
+    v_email   text;
 BEGIN
     IF p_token_hash IS NULL OR p_token_hash !~ '^[0-9a-f]{64}$' THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'token hash must be 64 lowercase hex digits',
@@ -118,11 +120,14 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'token lifetime must be 1 minute to 30 days',
             DETAIL = jsonb_build_object('field', 'ttl')::text;
     END IF;
-    PERFORM 1 FROM "User" u WHERE u.id = p_user_id;
+    SELECT lower(u.email) INTO v_email FROM "User" u WHERE u.id = p_user_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'user not found',
             DETAIL = jsonb_build_object('userId', p_user_id)::text;
     END IF;
+    -- A login succeeded: the account's throttle starts afresh (api.begin_login recorded this
+    -- attempt, like every earlier failure of the account, as a failure until now).
+    DELETE FROM internal.login_attempt a WHERE a.email = v_email;
     INSERT INTO "ApiToken" ("tokenHash", "userId", "expiresAt")
     VALUES (p_token_hash, p_user_id, now() + p_ttl)
     RETURNING "expiresAt" INTO v_expires;

@@ -12,7 +12,8 @@ AS $$
         '0002_add_version_to_product',
         '0003_core_rules',
         '0004_api_functions',
-        '0005_checkout_stats'
+        '0005_checkout_stats',
+        '0006_login_throttle'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';

@@ -2,7 +2,7 @@
 -- api function is documented, SECURITY DEFINER with a pinned search_path, executable by the app's
 -- role and by nobody else, and the app's role can touch no table and no internal helper.
 BEGIN;
-SELECT plan(135);
+SELECT plan(138);
 
 -- The api functions and their argument types. Adding a function to api means adding it here
 -- (functions_are below fails until then) and giving it a test file.
@@ -12,6 +12,7 @@ CREATE TEMP TABLE api_sig (fn name, args name[], app_execute boolean DEFAULT tru
 INSERT INTO api_sig (fn, args) VALUES
     ('add_to_cart',           ARRAY['text', 'text', 'integer']),
     ('authenticate',          ARRAY['text', 'text']),
+    ('begin_login',           ARRAY['text', 'text']),
     ('cancel_order',          ARRAY['text', 'text', 'text']),
     ('checkout',              ARRAY['text', 'jsonb', 'text']),
     ('checkout_report',       ARRAY['interval']),
@@ -68,13 +69,13 @@ SELECT has_trigger('public', 'Product', 'product_stock_ledger_update', 'ledger u
 SELECT has_trigger('public', 'StockLedger', 'ledger_append_only', 'append-only trigger on "StockLedger"');
 SELECT has_trigger('public', 'StockLedger', 'ledger_no_truncate', 'no-truncate trigger on "StockLedger"');
 
--- Exactly the listed functions, with the listed signatures (1 + 32)
+-- Exactly the listed functions, with the listed signatures (1 + 33)
 SELECT functions_are('api', ARRAY(SELECT fn FROM api_sig ORDER BY fn),
                      'schema api holds exactly the functions this file knows');
 SELECT has_function('api', fn, args, format('api.%s(%s) exists', fn, array_to_string(args, ', ')))
 FROM api_sig ORDER BY fn;
 
--- Privileges, function by function (32 + 32)
+-- Privileges, function by function (33 + 33)
 SELECT function_privs_are('api', fn, args, 'marketplace_app',
                           CASE WHEN app_execute THEN ARRAY['EXECUTE'] ELSE ARRAY[]::name[] END,
                           format('marketplace_app %s execute api.%s', CASE WHEN app_execute THEN 'may' ELSE 'may not' END, fn))

@@ -2,7 +2,7 @@
 -- raises MK503 and changes nothing; reads keep working.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(38);
+SELECT plan(39);
 
 CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer;
 ALTER TABLE fx ADD p text, ADD o text;
@@ -15,17 +15,18 @@ UPDATE "Order" SET "createdAt" = now() - interval '1 hour' WHERE id = (SELECT o 
 -- Three are ungated by design (sql/api/auth.sql): issue_token (an admin must be able to log in to
 -- end maintenance), revoke_token (logout) and create_user (DBAs and the CLI). payment_webhook is
 -- gated through the api.record_payment it calls. record_checkout_stats records the HTTP workers'
--- figures, which go on during maintenance (the 503s are figures too). (2)
+-- figures, which go on during maintenance (the 503s are figures too). begin_login records login
+-- attempts for the throttle, on the way to issue_token. (2)
 SELECT set_eq($$ SELECT proname::text FROM pg_proc WHERE pronamespace = 'api'::regnamespace
                  AND provolatile = 'v' AND proname <> 'set_maintenance' $$,
               ARRAY['add_to_cart', 'set_cart_quantity', 'remove_from_cart', 'checkout', 'decrement_stock',
                     'update_product', 'create_product', 'cancel_order', 'record_payment', 'expire_pending_orders',
                     'register_user', 'payment_webhook', 'issue_token', 'revoke_token', 'create_user',
-                    'record_checkout_stats'],
+                    'record_checkout_stats', 'begin_login'],
               'the write functions are exactly the ones tested below');
 SELECT is_empty($$ SELECT proname FROM pg_proc WHERE pronamespace = 'api'::regnamespace AND provolatile = 'v'
                    AND proname NOT IN ('set_maintenance', 'issue_token', 'revoke_token', 'create_user', 'payment_webhook',
-                                       'record_checkout_stats')
+                                       'record_checkout_stats', 'begin_login')
                    AND prosrc NOT LIKE '%internal.assert_writable()%' $$,
                 'every other write function passes the maintenance gate first');
 
@@ -52,10 +53,12 @@ SELECT throws_ok($$ SELECT api.payment_webhook(repeat('a', 64), (SELECT o FROM f
                  'payment_webhook is MK503');
 SELECT is_empty($$ SELECT 1 FROM "PaymentWebhookDelivery" $$, 'and the refused webhook''s signature is not kept');
 
--- The deliberately ungated writes (3)
+-- The deliberately ungated writes (4)
 SELECT lives_ok($$ SELECT api.issue_token((SELECT seller FROM fx), repeat('b', 64)) $$,
                 'issue_token works, so an admin can log in to end maintenance');
 SELECT lives_ok($$ SELECT api.revoke_token(repeat('b', 64)) $$, 'revoke_token (logout) works');
+SELECT lives_ok($$ SELECT api.begin_login('admin@test.invalid', '127.0.0.1') $$,
+                'begin_login (the throttle''s record) works, for the same reason as issue_token');
 SELECT lives_ok($$ SELECT api.create_user('dba-made@test.invalid', 'Admin', repeat('h', 40), 'ADMIN') $$,
                 'create_user (DBA and CLI only) works');
 
