@@ -458,7 +458,8 @@ GRANT EXECUTE ON FUNCTION api.register_user(text, text, text, text) TO marketpla
 -- api.login_credentials: what the app needs to check a password: the user's id, role and encoded
 -- password hash, looked up by email case-insensitively; no row for an unknown email (the app then
 -- verifies against a dummy hash so both cases take the same time).
--- Raises: nothing. Callers: marketplace_app (POST /api/auth/login).
+-- Raises: nothing. Callers: api.begin_login (which throttles first) and DBAs. Not granted to
+--          marketplace_app: the app reads hashes only through the throttle.
 CREATE OR REPLACE FUNCTION api.login_credentials(p_email text)
 RETURNS TABLE (user_id text, role text, password_hash text)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -469,7 +470,6 @@ $$;
 COMMENT ON FUNCTION api.login_credentials(text) IS
     'Id, role and password hash of the user with this email (no row when unknown); the app verifies the password.';
 REVOKE ALL ON FUNCTION api.login_credentials(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.login_credentials(text) TO marketplace_app;
 
 -- api.issue_token: stores a new bearer token (only its SHA-256 hex) for a user, valid for p_ttl,
 -- and clears the account's failed logins (api.begin_login's throttle).

@@ -97,6 +97,7 @@ def test_app_role_cannot_touch_tables_or_internals(http_db):
         "UPDATE internal.settings SET maintenance = false",
         "SELECT api.create_user('evil@x.io', 'Evil', repeat('h', 40), 'ADMIN')",
         "SELECT api.create_user('evil@x.io', 'Evil', repeat('h', 40))",
+        "SELECT * FROM api.login_credentials('buyer@example.com')",
     ] + [f"SELECT {fn.split('(')[0]}({', '.join('NULL::' + a for a in _args(fn))})" for fn in internal_fns]
     with psycopg.connect(http_db[1], autocommit=True) as app:
         assert app.execute("SELECT current_user").fetchone()[0] == "marketplace_app"

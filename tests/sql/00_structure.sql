@@ -6,8 +6,9 @@ SELECT plan(138);
 
 -- The api functions and their argument types. Adding a function to api means adding it here
 -- (functions_are below fails until then) and giving it a test file.
--- app_execute: whether marketplace_app may call it. api.create_user is the one exception by
--- design (sql/api/auth.sql): it can create an ADMIN, so only DBAs and the CLI may call it.
+-- app_execute: whether marketplace_app may call it. Two exceptions by design (sql/api/auth.sql):
+-- api.create_user can create an ADMIN, so only DBAs and the CLI may call it; api.login_credentials
+-- hands out password hashes, so the app reaches it only through the throttle of api.begin_login.
 CREATE TEMP TABLE api_sig (fn name, args name[], app_execute boolean DEFAULT true);
 INSERT INTO api_sig (fn, args) VALUES
     ('add_to_cart',           ARRAY['text', 'text', 'integer']),
@@ -30,7 +31,6 @@ INSERT INTO api_sig (fn, args) VALUES
     ('issue_token',           ARRAY['text', 'text', 'interval']),
     ('list_orders',           ARRAY['text', 'integer']),
     ('list_products',         ARRAY['integer', 'text']),
-    ('login_credentials',     ARRAY['text']),
     ('maintenance_status',    ARRAY[]::name[]),
     ('ops_snapshot',          ARRAY['interval']),
     ('payment_webhook',       ARRAY['text', 'text', 'boolean', 'text']),
@@ -42,7 +42,8 @@ INSERT INTO api_sig (fn, args) VALUES
     ('set_cart_quantity',     ARRAY['text', 'text', 'integer']),
     ('set_maintenance',       ARRAY['boolean']),
     ('update_product',        ARRAY['text', 'integer', 'jsonb', 'text']);
-INSERT INTO api_sig VALUES ('create_user', ARRAY['text', 'text', 'text', 'text'], false);
+INSERT INTO api_sig VALUES ('create_user', ARRAY['text', 'text', 'text', 'text'], false),
+                           ('login_credentials', ARRAY['text'], false);
 
 -- Schemas and tables (2 + 6)
 SELECT has_schema('api');
@@ -104,8 +105,8 @@ SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
     WHERE p.pronamespace = 'api'::regnamespace
       AND NOT has_function_privilege('marketplace_app', p.oid, 'EXECUTE')
-      AND p.proname <> 'create_user'
-$$, 'marketplace_app may execute every api function but api.create_user');
+      AND p.proname NOT IN ('create_user', 'login_credentials')
+$$, 'marketplace_app may execute every api function but api.create_user and api.login_credentials');
 SELECT is_empty($$
     SELECT p.oid::regprocedure::text FROM pg_proc p
     WHERE p.pronamespace = 'api'::regnamespace AND has_function_privilege('public', p.oid, 'EXECUTE')
