@@ -28,3 +28,12 @@ def test_every_raised_sqlstate_is_registered(conn):
         raised |= set(re.findall(r"ERRCODE\s*=\s*'(MK\w{3})'", f.read_text()))
     assert raised, "no ERRCODE found in sql/"
     assert raised <= registry, f"raised but not registered: {sorted(raised - registry)}"
+
+
+def test_readme_names_every_api_function(conn):
+    names = {r[0] for r in conn.execute(
+        "SELECT DISTINCT p.proname FROM pg_proc p WHERE p.pronamespace = 'api'::regnamespace")}
+    assert len(names) > 20
+    text = README.read_text()
+    missing = sorted(n for n in names if f"`{n}(" not in text and f"/ `{n}(" not in text)
+    assert not missing, f"README's function table lacks: {missing}"
