@@ -123,3 +123,38 @@ def test_rollback_refuses_while_orders_pending(db_url):
 def test_unknown_migration_name_is_a_usage_error(db_url):
     r = pyapp(db_url, "rollback", "no_such_migration")
     assert r.returncode == 2 and "no migration named" in r.stderr
+
+
+def test_expiry_worker_runs_passes_and_stops_cleanly_on_sigterm(db_url):
+    import signal
+    import time
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("""INSERT INTO "User" (id, email, name, role, "passwordHash") VALUES
+                        ('s', 's@example.com', 'S', 'SELLER', 'x'), ('b', 'b@example.com', 'B', 'BUYER', 'x')""")
+        pid = conn.execute("SELECT api.create_product('s', 'Cup', 8, 3)").fetchone()[0]["id"]
+        conn.execute("SELECT api.add_to_cart('b', %s, 2)", (pid,))
+        oid = conn.execute("""SELECT api.checkout('b', '{"city": "Puebla"}')""").fetchone()[0]["id"]
+    env = {**os.environ, "DATABASE_URL": db_url}
+    proc = subprocess.Popen([sys.executable, "-m", "pyapp", "expire-orders", "--every", "0.2"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert all("expire-orders:" in ln for ln in lines), lines
+        # An order that passes the window while the worker runs is expired by its next pass.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("""UPDATE "Order" SET "createdAt" = now() - interval '2 hours' WHERE id = %s""", (oid,))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if conn.execute('SELECT status FROM "Order" WHERE id = %s', (oid,)).fetchone()[0] == "CANCELLED":
+                    break
+                time.sleep(0.1)
+            assert conn.execute('SELECT status FROM "Order" WHERE id = %s', (oid,)).fetchone()[0] == "CANCELLED"
+            assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
