@@ -20,88 +20,32 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
+from benchpg import Postgres  # noqa: E402
 from pyapp import migrate  # noqa: E402
-from pyapp.localpg import Cluster  # noqa: E402
 
 APP_ROLE = "marketplace_app"
 PER_CLIENT = 100          # buyers per pgbench client (disjoint between clients)
 HUGE_STOCK = 100_000_000  # never runs out during a run
 PREFIX = "mk_bench_"
 HISTORY = 20_000          # past orders seeded per catalogue
+STATS_CONF = ("shared_preload_libraries = 'pg_stat_statements'\n"
+              "pg_stat_statements.track = all\ntrack_functions = all\n")
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-class Server:
-    """Where the benchmark databases live: our own throwaway cluster, or BENCH_DATABASE_URL."""
-
-    def __init__(self, stats: bool):
-        self.cluster = None
-        self.tmp = Path(tempfile.mkdtemp(prefix="mk-bench-"))
-        os.chmod(self.tmp, 0o755)  # the cluster's owner (postgres, when we are root) must traverse it
-        url = os.environ.get("BENCH_DATABASE_URL")
-        if url:
-            if stats:
-                log("--stats needs pg_stat_statements preloaded; on BENCH_DATABASE_URL it is up to you")
-        else:
-            self.cluster = Cluster(self.tmp / "pgdata")
-            self.cluster.init()
-            if stats:
-                with open(self.cluster.datadir / "postgresql.conf", "a") as f:
-                    f.write("shared_preload_libraries = 'pg_stat_statements'\n"
-                            "pg_stat_statements.track = all\ntrack_functions = all\n")
-            self.cluster.start()
-            url = self.cluster.url
-        self.base = conninfo_to_dict(url)
-
-    def dsn(self, dbname: str, user: str | None = None) -> str:
-        params = dict(self.base, dbname=dbname)
-        if user:
-            params["user"] = user
-        return make_conninfo(**params)
-
-    def url(self, dbname: str) -> str:
-        """The owner's URL form of dsn(), for yoyo (which wants a URI)."""
-        b = self.base
-        auth = quote(b.get("user", "postgres"), safe="")
-        if b.get("password"):
-            auth += ":" + quote(b["password"], safe="")
-        host = b.get("host") or b.get("hostaddr") or "127.0.0.1"
-        return f"postgresql://{auth}@{host}:{b.get('port', '5432')}/{quote(dbname, safe='')}"
-
-    def admin(self):
-        return psycopg.connect(self.dsn(self.base.get("dbname") or "postgres"), autocommit=True)
-
-    def close(self) -> None:
-        try:
-            with self.admin() as conn:
-                for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
-                                            (PREFIX + "%",)).fetchall():
-                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        finally:
-            if self.cluster is not None:
-                self.cluster.destroy()
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def build_template(server: Server, buyers: int, stats: bool) -> str:
+def build_template(server: Postgres, buyers: int, stats: bool) -> str:
     """A migrated database with one seller and `buyers` buyers (ids '1'..'<buyers>')."""
-    name = PREFIX + "template"
-    with server.admin() as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    name = server.create(PREFIX + "template")
     migrate.apply(server.url(name))
     with psycopg.connect(server.dsn(name), autocommit=True) as conn:
         if stats:
@@ -116,13 +60,10 @@ def build_template(server: Server, buyers: int, stats: bool) -> str:
     return name
 
 
-def make_catalogue(server: Server, template: str, name: str, products: int, stock: int, buyers: int) -> str:
+def make_catalogue(server: Postgres, template: str, name: str, products: int, stock: int, buyers: int) -> str:
     """A copy of the template with products '1'..'<products>' (the triggers open a ledger row
     each) and HISTORY delivered orders."""
-    dbname = PREFIX + name
-    with server.admin() as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(dbname),
-                                                                      sql.Identifier(template)))
+    dbname = server.create(PREFIX + name, template)
     t0 = time.monotonic()
     with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
         conn.execute("""
@@ -177,7 +118,7 @@ class Result:
         return sum(xs) / len(xs) / 1000.0 if xs else float("nan")
 
 
-def pgbench(server: Server, dbname: str, user: str | None, script: str, clients: int,
+def pgbench(server: Postgres, dbname: str, user: str | None, script: str, clients: int,
             seconds: int, variables: dict[str, object], logdir: Path, tag: str) -> tuple[int, float, int, float, bool, list[int]]:
     """One pgbench run; returns (transactions, tps, failed, seconds, aborted, latencies in us)."""
     prefix = logdir / tag
@@ -214,7 +155,7 @@ def pgbench(server: Server, dbname: str, user: str | None, script: str, clients:
     return txns, tps, failed, duration, aborted, lat
 
 
-def snapshot(server: Server, dbname: str) -> dict[str, int]:
+def snapshot(server: Postgres, dbname: str) -> dict[str, int]:
     """Stock invariants and counters, read as the owner (the app role can only EXECUTE api)."""
     with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
         row = conn.execute("""
@@ -229,7 +170,7 @@ def snapshot(server: Server, dbname: str) -> dict[str, int]:
     return dict(zip(("negative", "mismatched", "stock", "orders", "cart_lines"), map(int, row)))
 
 
-def prepare_run(server: Server, dbname: str, stats: bool) -> None:
+def prepare_run(server: Postgres, dbname: str, stats: bool) -> None:
     """Same starting conditions for every scenario: no dead rows left by the previous one."""
     with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
         conn.execute('VACUUM ANALYZE "Product", "CartItem", "Order", "OrderItem", "StockLedger"')
@@ -239,7 +180,7 @@ def prepare_run(server: Server, dbname: str, stats: bool) -> None:
             conn.execute("SELECT pg_stat_reset()")
 
 
-def run_scenario(server: Server, dbname: str, scenario: str, script: str, user: str | None,
+def run_scenario(server: Postgres, dbname: str, scenario: str, script: str, user: str | None,
                  clients: int, seconds: int, pid_range: tuple[int, int], logdir: Path,
                  stats: bool, rounds: int = 1, result: Result | None = None) -> Result:
     res = result or Result(scenario, clients, 0.0)
@@ -282,7 +223,7 @@ def run_scenario(server: Server, dbname: str, scenario: str, script: str, user: 
     return res
 
 
-def print_stats(server: Server, dbname: str, scenario: str) -> None:
+def print_stats(server: Postgres, dbname: str, scenario: str) -> None:
     """Where the time went inside the database (needs --stats: pg_stat_statements, track=all)."""
     with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
         rows = conn.execute("""
@@ -324,8 +265,12 @@ def main() -> int:
         print("pgbench not found in PATH", file=sys.stderr)
         return 2
 
-    server = Server(args.stats)
-    logdir = server.tmp / "pgbench-logs"
+    tmp = Path(tempfile.mkdtemp(prefix="mk-bench-"))
+    os.chmod(tmp, 0o755)  # the cluster's owner (postgres, when we are root) must traverse it
+    if args.stats and os.environ.get("BENCH_DATABASE_URL"):
+        log("--stats needs pg_stat_statements preloaded; on BENCH_DATABASE_URL it is up to you")
+    server = Postgres(tmp, STATS_CONF if args.stats else "")
+    logdir = tmp / "pgbench-logs"
     logdir.mkdir()
     results: list[Result] = []
     try:
@@ -353,7 +298,10 @@ def main() -> int:
             run_scenario(server, big_db, large.scenario, co, APP_ROLE, lc, half, (1, big), logdir, args.stats, result=large)
         results += [small, large]
     finally:
-        server.close()
+        try:
+            server.close()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     print_table(results, big)
     return 0 if all(not r.aborted for r in results) else 1
