@@ -1,0 +1,96 @@
+"""Checkout paths that only two sessions at once can reach: a price changed while a buyer waits
+for the product's row lock, and a cart checked out twice at the same moment."""
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tests.invariants import assert_invariants
+
+
+def _seed(conn, stock: int = 5, price: str = "10.00") -> str:
+    conn.execute("""INSERT INTO "User" (id, email, name, role, "passwordHash") VALUES
+                    ('s', 's@example.com', 'S', 'SELLER', 'x'), ('b', 'b@example.com', 'B', 'BUYER', 'x')""")
+    return conn.execute("SELECT api.create_product('s', 'Jug', %s::numeric, %s)", (price, stock)).fetchone()[0]["id"]
+
+
+def _wait_until_blocked(conn, pid_of_waiter: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if conn.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+                        (pid_of_waiter,)).fetchone()[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the checkout never waited for the row lock")
+
+
+def test_price_changed_while_waiting_for_the_lock_is_the_price_paid(conn, app_url):
+    pid = _seed(conn)
+    conn.execute("SELECT api.add_to_cart('b', %s, 2)", (pid,))
+    result: dict = {}
+
+    with psycopg.connect(app_url, autocommit=True) as buyer, psycopg.connect(conn.info.dsn) as editor:
+        buyer_pid = buyer.info.backend_pid
+        # The editor holds the row (as a seller's edit would) while the buyer checks out.
+        editor.execute("""SELECT api.update_product(%s, 1, '{"price": 12.5}')""", (pid,))
+
+        def checkout():
+            result["order"] = buyer.execute("SELECT api.checkout('b', %s)", (Jsonb({"city": "Tlaquepaque"}),)).fetchone()[0]
+
+        t = threading.Thread(target=checkout)
+        t.start()
+        _wait_until_blocked(conn, buyer_pid)
+        editor.commit()
+        t.join(10)
+        assert not t.is_alive()
+
+    order = result["order"]
+    assert Decimal(str(order["total"])) == Decimal("25.00")
+    assert [Decimal(str(i["unitPrice"])) for i in order["items"]] == [Decimal("12.50")]
+    stored = conn.execute("""SELECT o.total, i."unitPrice" FROM "Order" o JOIN "OrderItem" i ON i."orderId" = o.id
+                             WHERE o.id = %s""", (order["id"],)).fetchone()
+    assert stored == (Decimal("25.00"), Decimal("12.50"))
+    assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 3
+    assert_invariants(conn, initial={pid: 5})
+
+
+def test_one_cart_checked_out_twice_at_once_makes_one_order(conn, app_url):
+    pid = _seed(conn)
+    conn.execute("SELECT api.add_to_cart('b', %s, 1)", (pid,))
+    outcomes: list = []
+    barrier = threading.Barrier(2)
+
+    def checkout(key):
+        with psycopg.connect(app_url, autocommit=True) as c:
+            barrier.wait()
+            try:
+                outcomes.append(c.execute("SELECT api.checkout('b', %s, %s)",
+                                          (Jsonb({"city": "Oaxaca"}), key)).fetchone()[0])
+            except psycopg.Error as exc:
+                outcomes.append(exc.sqlstate)
+
+    for keys in ((None, None), ("k-1", "k-1")):
+        if keys[0] is not None:
+            conn.execute("SELECT api.add_to_cart('b', %s, 1)", (pid,))
+        outcomes.clear()
+        threads = [threading.Thread(target=checkout, args=(k,)) for k in keys]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        orders = [o for o in outcomes if isinstance(o, dict)]
+        if keys[0] is None:
+            # Without a key the second finds the cart already claimed: empty.
+            assert len(orders) == 1 and outcomes.count("MKE00") == 1, outcomes
+        else:
+            # With the same key the second is a replay of the first order.
+            assert len(orders) == 2, outcomes
+            assert orders[0]["id"] == orders[1]["id"]
+            assert sorted(o["replayed"] for o in orders) == [False, True]
+    assert conn.execute('SELECT count(*) FROM "Order"').fetchone()[0] == 2
+    assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 3
+    assert_invariants(conn, initial={pid: 5})
