@@ -16,6 +16,7 @@ import psycopg
 from bottle import request, response
 
 from pyapp import auth, config, openapi, web
+from pyapp.metrics import multiprocess_dir
 from pyapp.web import Problem, field, json_body, query_int, query_str
 
 app = bottle.Bottle(catchall=True)
@@ -286,34 +287,16 @@ _DASHBOARD_ASSETS = {"dashboard.html": "text/html; charset=utf-8",
 _DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
                   "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 DASHBOARD_REFRESH_S = 5
-_PROM_LINE_RE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-_PROM_LABEL_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def _prometheus_samples(text: str) -> list[tuple[str, dict, float]]:
-    """(name, labels, value) for every sample line of a Prometheus text exposition."""
-    out = []
-    for line in text.splitlines():
-        m = _PROM_LINE_RE.match(line)
-        if m and not line.startswith("#"):
-            out.append((m.group(1), dict(_PROM_LABEL_RE.findall(m.group(2) or "")), float(m.group(3))))
-    return out
 
 
 def checkout_counters() -> dict:
-    """The app's checkout counters for the dashboard. The one place that knows where the metrics
-    come from (web.METRICS's Prometheus text: per worker process, or summed over the workers when
-    prometheus_client's PROMETHEUS_MULTIPROC_DIR is set) and their names (docs/api.md lists them):
-    follow the metrics rewrite here. Counters are cumulative; the page derives per-interval figures."""
-    try:
-        text = web.METRICS.render()
-    except TypeError:  # a render that also takes the database snapshot, which is not needed here
-        text = web.METRICS.render(None)
-    samples = _prometheus_samples(text.decode() if isinstance(text, bytes) else text)
+    """The app's checkout counters for the dashboard, read from the same registry /metrics exports
+    (summed over the workers in multiprocess mode; names listed in docs/api.md). Counters are
+    cumulative; the page derives per-interval figures."""
     by_outcome: dict[str, int] = {}
     seen = retries = 0
     buckets: list[tuple[float, int]] = []
-    for name, labels, value in samples:
+    for name, labels, value in web.METRICS.samples():
         if name == "mk_checkout_total":
             by_outcome[labels.get("outcome", "")] = int(value)
         elif name == "mk_concurrency_conflicts_total":
@@ -324,7 +307,7 @@ def checkout_counters() -> dict:
             buckets.append((float(labels["le"]), int(value)))  # float("+Inf") is inf
     buckets.sort()
     return {
-        "scope": "all" if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else "process", "pid": os.getpid(),
+        "scope": "all" if multiprocess_dir() else "process", "pid": os.getpid(),
         "checkouts": sum(by_outcome.values()), "byOutcome": by_outcome,
         "conflicts": by_outcome.get("conflict", 0),  # checkouts answered 409 CONCURRENCY_CONFLICT
         "conflictsSeen": seen,  # every route, retried attempts included

@@ -178,20 +178,30 @@ class Metrics:
     def request(self, status: int) -> None:
         RESPONSES.labels(f"{status // 100}xx").inc()
 
+    @staticmethod
+    def registry():
+        """Every worker's metrics (prometheus_client multiprocess mode), or this process's."""
+        path = multiprocess_dir()
+        if not path:
+            return REGISTRY
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        return registry
+
+    def samples(self):
+        """(name, labels, value) of every sample the registry holds, without a text round trip."""
+        for family in self.registry().collect():
+            for sample in family.samples:
+                yield sample.name, sample.labels, sample.value
+
     def render(self, snapshot: dict | None) -> bytes:
         """The Prometheus text of every worker's metrics plus the database snapshot (None when the
         database could not be read: mk_database_up 0)."""
-        path = multiprocess_dir()
-        if path:
-            from prometheus_client import multiprocess
-
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry, path=path)
-        else:
-            registry = REGISTRY
         db = CollectorRegistry()
         db.register(_Snapshot(snapshot))
-        return generate_latest(registry) + generate_latest(db)
+        return generate_latest(self.registry()) + generate_latest(db)
 
 
 class _Snapshot:
