@@ -35,6 +35,8 @@ PER_CLIENT = 100          # buyers per pgbench client (disjoint between clients)
 HUGE_STOCK = 100_000_000  # never runs out during a run
 PREFIX = "mk_bench_"
 HISTORY = 20_000          # past orders seeded per catalogue
+# pg_stat_wal's wal_sync_time: how long the WAL flushes every commit waits for take.
+WAL_CONF = "track_wal_io_timing = on\n"
 STATS_CONF = ("shared_preload_libraries = 'pg_stat_statements'\n"
               "pg_stat_statements.track = all\ntrack_functions = all\n")
 
@@ -100,6 +102,10 @@ class Result:
     aborted: bool = False
     latencies_us: list[int] = field(default_factory=list)
     checks: str = ""
+    wal_syncs: int = 0          # pg_stat_wal over the run(s): WAL flushes to disk,
+    wal_sync_ms: float = 0.0    # the time they took (track_wal_io_timing),
+    wal_bytes: int = 0          # and WAL written
+    wal_known: bool = False
 
     @property
     def tps(self) -> float:
@@ -170,6 +176,16 @@ def snapshot(server: Postgres, dbname: str) -> dict[str, int]:
     return dict(zip(("negative", "mismatched", "stock", "orders", "cart_lines"), map(int, row)))
 
 
+def wal_counters(server: Postgres, dbname: str) -> tuple[int, float, int] | None:
+    """(flushes, ms spent in them, bytes) from pg_stat_wal, or None when it cannot be read."""
+    try:
+        with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
+            row = conn.execute("SELECT wal_sync, wal_sync_time, wal_bytes FROM pg_stat_wal").fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]), float(row[1]), int(row[2])
+
+
 def prepare_run(server: Postgres, dbname: str, stats: bool) -> None:
     """Same starting conditions for every scenario: no dead rows left by the previous one."""
     with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
@@ -189,8 +205,15 @@ def run_scenario(server: Postgres, dbname: str, scenario: str, script: str, user
     variables = {"pid_lo": pid_range[0], "pid_hi": pid_range[1], "per_client": PER_CLIENT}
     tag = f"{scenario}.r{int(res.seconds)}"
     log(f"{scenario}: {clients} clients, {seconds} s, products {pid_range[0]}..{pid_range[1]}")
+    wal0 = wal_counters(server, dbname)
     txns, tps, failed, duration, aborted, lat = pgbench(server, dbname, user, script, clients, seconds,
                                                    variables, logdir, tag)
+    wal1 = wal_counters(server, dbname)
+    if wal0 is not None and wal1 is not None:
+        res.wal_known = True
+        res.wal_syncs += wal1[0] - wal0[0]
+        res.wal_sync_ms += wal1[1] - wal0[1]
+        res.wal_bytes += wal1[2] - wal0[2]
     after = snapshot(server, dbname)
     res.txns += txns
     res.tps_x_seconds += tps * duration
@@ -269,7 +292,7 @@ def main() -> int:
     os.chmod(tmp, 0o755)  # the cluster's owner (postgres, when we are root) must traverse it
     if args.stats and os.environ.get("BENCH_DATABASE_URL"):
         log("--stats needs pg_stat_statements preloaded; on BENCH_DATABASE_URL it is up to you")
-    server = Postgres(tmp, STATS_CONF if args.stats else "")
+    server = Postgres(tmp, WAL_CONF + (STATS_CONF if args.stats else ""))
     logdir = tmp / "pgbench-logs"
     logdir.mkdir()
     results: list[Result] = []
@@ -316,6 +339,15 @@ def print_table(results: list[Result], big: int) -> None:
         print(f"{name:<24} {r.clients:>7} {r.seconds:>7.0f} {r.tps:>9.1f} {r.failed:>7} "
               f"{r.mean_ms:>8.2f} {r.pct(0.50):>8.2f} {r.pct(0.99):>8.2f}")
     print()
+    if any(r.wal_known for r in results):
+        print("WAL per transaction (pg_stat_wal over the run; one commit = one flush unless grouped):")
+        print(f"{'scenario':<24} {'flushes/tx':>10} {'flush ms/tx':>11} {'ms/flush':>9} {'WAL kB/tx':>10}")
+        for r in results:
+            if r.wal_known and r.txns:
+                per = r.wal_sync_ms / r.wal_syncs if r.wal_syncs else float("nan")
+                print(f"{r.scenario:<24} {r.wal_syncs / r.txns:>10.2f} {r.wal_sync_ms / r.txns:>11.3f} "
+                      f"{per:>9.3f} {r.wal_bytes / r.txns / 1024:>10.2f}")
+        print()
     by = {r.scenario: r for r in results}
     hot = by["hot-checkout"].tps / by["hot-bare"].tps if by["hot-bare"].tps else float("nan")
     small, large = results[-2], results[-1]

@@ -385,11 +385,57 @@ def measured_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connect
     return run
 
 
+@dataclass
+class Floor:
+    """The cheapest request this stack can answer with a database round trip: the baseline's
+    GET /health (one SELECT 1 through the same pool, gunicorn settings and wrk load)."""
+    seconds: float = 0.0
+    requests: int = 0
+    non_2xx: int = 0
+    cpu_app_s: float = float("nan")
+    cpu_db_s: float = float("nan")
+    failed: str = ""
+
+    @property
+    def rate(self) -> float:
+        return (self.requests - self.non_2xx) / self.seconds if self.seconds else 0.0
+
+    def per_request_ms(self, seconds: float) -> float:
+        ok = self.requests - self.non_2xx
+        return seconds * 1000 / ok if ok else float("nan")
+
+
+def floor_run(pg: Postgres, srv: Gunicorn, connections: int, seconds: int, logdir: Path) -> Floor:
+    """wrk GET <baseline>/health with no script: requests/s and CPU per request."""
+    fl = Floor()
+    log(f"floor: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s GET {srv.url}/health")
+    pm = postmaster_pid(pg)
+    app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
+    cmd = ["wrk", "-c", str(connections), "-t", str(WRK_THREADS), "-d", f"{seconds}s", srv.url + "/health"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    fl.cpu_app_s, fl.cpu_db_s = tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
+    (logdir / "wrk-floor.txt").write_text(r.stdout + r.stderr)
+    if r.returncode != 0:
+        fl.failed = f"wrk exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}"
+        return fl
+    for ln in r.stdout.splitlines():
+        words = ln.split()
+        # "  123456 requests in 15.00s, 20.1MB read" and "  Non-2xx or 3xx responses: 12"
+        if len(words) >= 4 and words[1] == "requests" and words[2] == "in":
+            fl.requests, fl.seconds = int(words[0]), float(words[3].rstrip("s,"))
+        elif ln.strip().startswith("Non-2xx or 3xx responses:"):
+            fl.non_2xx = int(words[-1])
+    if not fl.seconds:
+        fl.failed = "could not read wrk's summary"
+    log(f"  floor: {fl.rate:.1f} requests/s, {fl.non_2xx} non-2xx")
+    return fl
+
+
 # ---------------------------------------------------------------- report
 
 
 def print_report(runs: list[Run], connections: int, seconds: int, rounds: int, workers: str,
-                 threads: str) -> bool:
+                 threads: str, floor: Floor | None = None) -> bool:
     print(f"\nHTTP checkout, wrk -c {connections} -t {WRK_THREADS} -d {seconds}s --latency, {rounds} round(s) "
           f"per row (ABBA); gunicorn gthread WORKERS={workers} THREADS={threads} for both servers")
     print("checkouts/s = 201s / seconds summed over the rounds; p50/p99 = the worse round's")
@@ -427,6 +473,18 @@ def print_report(runs: list[Run], connections: int, seconds: int, rounds: int, w
     for text, ok in targets:
         print(f"{text:<78} {'PASS' if ok else 'FAIL'}")
     print()
+    if floor is not None:
+        bs = by[("baseline", "spread")]
+        if floor.failed:
+            print(f"floor: {floor.failed}")
+        else:
+            print(f"floor (not a checkout): GET /health of the baseline, one SELECT 1 through the same pool, "
+                  f"{seconds} s:\n  {floor.rate:.1f} requests/s, {floor.non_2xx} non-2xx; CPU per request "
+                  f"app {floor.per_request_ms(floor.cpu_app_s):.2f} ms + db {floor.per_request_ms(floor.cpu_db_s):.2f} ms")
+            print(f"  floor / baseline spread checkouts/s = {floor.rate:.1f} / {bs.rate:.1f} = "
+                  f"{floor.rate / bs.rate if bs.rate else float('inf'):.2f}x: no checkout served by this stack on "
+                  f"this machine can beat the baseline by more than that")
+        print()
     print("database after each run (queried as the owner):")
     for r in runs:
         print(f"  {r.server:<9} {r.scenario:<7} {r.check}")
@@ -451,7 +509,7 @@ def main() -> int:
     if args.connections < WRK_THREADS:
         ap.error(f"--connections must be at least {WRK_THREADS}")
     if shutil.which("wrk") is None:
-        print("wrk not found in PATH", file=sys.stderr)
+        print("wrk not found in PATH (scripts/setup.sh installs it; or: apt-get install wrk)", file=sys.stderr)
         return 2
     workers, threads = os.environ.get("WORKERS", "2"), os.environ.get("THREADS", "8")
     os.environ.update(WORKERS=workers, THREADS=threads)  # both servers inherit the same settings
@@ -490,7 +548,8 @@ def main() -> int:
                     total[srv.name].add(measured_run(pg, dbs[srv.name], srv, blocks[f"{scenario}.{r}"],
                                                      args.connections, seconds, tmp))
             runs += [total["ours"], total["baseline"]]
-        ok = print_report(runs, args.connections, seconds, rounds, workers, threads)
+        floor = floor_run(pg, base, args.connections, seconds, tmp)
+        ok = print_report(runs, args.connections, seconds, rounds, workers, threads, floor)
     finally:
         for srv in servers:
             srv.stop()

@@ -177,14 +177,19 @@ def remove_from_cart(db, product_id):
 def checkout(db):
     body = json_body()
     field(body, "shippingAddress", "object")
-    order = db.one("SELECT api.checkout(api.authenticate(%s), %s::jsonb -> 'shippingAddress', %s)",
-                   (token(), web.body_text(), request.get_header("Idempotency-Key")))
+    # The order goes out as the text PostgreSQL made of it: on the busiest route, parsing the
+    # jsonb into Python only to serialise it again would be wasted work.
+    text, order_id, replayed = db.row(
+        "SELECT o::text, o ->> 'id', o -> 'replayed' = 'true'"
+        " FROM api.checkout(api.authenticate(%s), %s::jsonb -> 'shippingAddress', %s) AS o",
+        (token(), web.body_text(), request.get_header("Idempotency-Key")))
     response.status = 201
-    response.set_header("Location", f"/api/marketplace/orders/{order['id']}")
-    if order.get("replayed"):
+    response.content_type = "application/json"
+    response.set_header("Location", f"/api/marketplace/orders/{order_id}")
+    if replayed:
         response.set_header("Idempotent-Replayed", "true")
         request.environ["mk.outcome"] = "replayed"
-    return order
+    return text
 
 
 @app.get("/api/marketplace/orders")

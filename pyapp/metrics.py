@@ -17,6 +17,7 @@ flush keeps the figures for the next one (at most MAX_BUFFERED_MINUTES minutes a
 from __future__ import annotations
 
 import datetime as dt
+import time
 import json
 import os
 import threading
@@ -39,8 +40,10 @@ CONFLICTS = Counter("mk_concurrency_conflicts", "ConcurrencyErrors (409-class co
 RETRIES = Counter("mk_db_retries", "Statements retried after a transient conflict.")
 RESPONSES = Counter("mk_http_responses", "HTTP responses by status class.", ["class"])
 LATENCY = Histogram("mk_checkout_duration_seconds", "Checkout latency, retries included.", buckets=BUCKETS)
-for _o in OUTCOMES:
-    CHECKOUTS.labels(_o)  # every outcome is exported from the start, at 0, so rate() sees it
+# Every outcome is exported from the start, at 0, so rate() sees it. The labelled children are
+# kept: looking one up by its label values costs more than the increment itself.
+_CHECKOUT_CHILDREN = {_o: CHECKOUTS.labels(_o) for _o in OUTCOMES}
+_RESPONSE_CHILDREN: dict = {}
 CONFLICTS.labels("MK409")
 
 
@@ -57,9 +60,21 @@ def checkout_outcome(status: int, hint: str | None) -> str:
     return "error"
 
 
+_minute_cache: tuple[int, str] = (-1, "")
+
+
 def _minute(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:00Z")
+    """The UTC minute of `now` (default: the current time) as 'YYYY-MM-DDTHH:MM:00Z'. On every
+    checkout's path, so the current minute's text is made once per minute, not per call."""
+    global _minute_cache
+    if now is not None:
+        return now.replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:00Z")
+    epoch_minute = int(time.time() // 60)
+    cached = _minute_cache
+    if cached[0] != epoch_minute:
+        cached = (epoch_minute, time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(epoch_minute * 60)))
+        _minute_cache = cached
+    return cached[1]
 
 
 def _bucket_key(le: float) -> str:
@@ -162,7 +177,7 @@ class Metrics:
         self.retries = 0
 
     def checkout(self, outcome: str, seconds: float) -> None:
-        CHECKOUTS.labels(outcome).inc()
+        _CHECKOUT_CHILDREN[outcome].inc()
         LATENCY.observe(seconds)
         self.stats.checkout(outcome, seconds)
 
@@ -176,7 +191,10 @@ class Metrics:
         self.stats.add("retries")
 
     def request(self, status: int) -> None:
-        RESPONSES.labels(f"{status // 100}xx").inc()
+        child = _RESPONSE_CHILDREN.get(status // 100)
+        if child is None:
+            child = _RESPONSE_CHILDREN[status // 100] = RESPONSES.labels(f"{status // 100}xx")
+        child.inc()
 
     @staticmethod
     def registry():

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl chromium pgbouncer prometheus)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl chromium pgbouncer prometheus wrk)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -28,6 +28,7 @@ DECLARE
     v_price     numeric(10,2);
     v_total     numeric;
     v_short     jsonb;
+    v_items     jsonb;
     v_order_id  text;
     v_at        timestamptz := now();
     v_repriced  boolean := false;
@@ -68,10 +69,12 @@ BEGIN
     )
     SELECT array_agg(s.pid ORDER BY s.pid), array_agg(s.qty ORDER BY s.pid),
            array_agg(p.price ORDER BY s.pid), sum(p.price * s.qty),
+           jsonb_agg(jsonb_build_object('productId', s.pid, 'quantity', s.qty,
+                                        'unitPrice', p.price) ORDER BY s.pid),
            jsonb_agg(jsonb_build_object('productId', s.pid, 'requested', s.qty,
                                         'available', coalesce(p.stock, 0)) ORDER BY s.pid)
                FILTER (WHERE coalesce(p.stock, 0) < s.qty)
-    INTO v_pids, v_qtys, v_prices, v_total, v_short
+    INTO v_pids, v_qtys, v_prices, v_total, v_items, v_short
     FROM summed s LEFT JOIN "Product" p ON p.id = s.pid;
 
     IF v_pids IS NULL THEN
@@ -102,7 +105,7 @@ BEGIN
 
     -- The order is written before any product row is locked: the lock is held until commit, so
     -- whatever runs after the first UPDATE below delays every other buyer of that product.
-    v_order_id := gen_random_uuid()::text;
+    v_order_id := internal.uuid7()::text;
     WITH o AS (
         INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "idempotencyKey",
                              "requestHash", "createdAt", "updatedAt")
@@ -113,7 +116,7 @@ BEGIN
     INSERT INTO "OrderItem" ("orderId", "productId", quantity, "unitPrice")
     SELECT o.id, u.pid, u.qty, u.price FROM o, unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
     v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
-                                         p_idempotency_key, v_at, v_pids, v_qtys, v_prices);
+                                         p_idempotency_key, v_at, v_items);
 
     -- Hot-row work last, in id order. A row that fails the condition was sold in the meantime.
     PERFORM set_config('mk.stock_reason', 'CHECKOUT', true), set_config('mk.order_id', v_order_id, true);
@@ -137,13 +140,17 @@ BEGIN
         END IF;
     END LOOP;
     IF v_repriced THEN
-        SELECT sum(u.price * u.qty) INTO v_total FROM unnest(v_prices, v_qtys) AS u(price, qty);
+        SELECT sum(u.price * u.qty),
+               jsonb_agg(jsonb_build_object('productId', u.pid, 'quantity', u.qty, 'unitPrice', u.price)
+                         ORDER BY u.pid)
+        INTO v_total, v_items
+        FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
         UPDATE "OrderItem" i SET "unitPrice" = u.price
         FROM unnest(v_pids, v_prices) AS u(pid, price)
         WHERE i."orderId" = v_order_id AND i."productId" = u.pid AND i."unitPrice" <> u.price;
         UPDATE "Order" o SET total = v_total WHERE o.id = v_order_id;
         v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
-                                             p_idempotency_key, v_at, v_pids, v_qtys, v_prices);
+                                             p_idempotency_key, v_at, v_items);
     END IF;
     PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
     RETURN v_result;
@@ -155,26 +162,24 @@ REVOKE ALL ON FUNCTION api.checkout(text, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.checkout(text, jsonb, text) TO marketplace_app;
 
 -- internal.checkout_result: the JSON api.checkout answers with, built from what it wrote (so the
--- order need not be read back). No SET clause: it is on every checkout's path, references no
--- table, and a SQL function without one can be inlined.
+-- order need not be read back). A single SELECT of one expression, with no SET clause and no
+-- sub-query, so the planner inlines it into the caller's expression: on every checkout's path,
+-- a SQL function that is not inlined is parsed and planned again in every transaction.
 -- Raises: nothing. Callers: api.checkout.
 CREATE OR REPLACE FUNCTION internal.checkout_result(
     p_order_id text, p_user_id text, p_total numeric, p_address jsonb, p_key text,
-    p_at timestamptz, p_pids text[], p_qtys integer[], p_prices numeric[])
+    p_at timestamptz, p_items jsonb)
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE
+LANGUAGE sql STABLE
 AS $$
     SELECT jsonb_build_object(
         'id', p_order_id, 'userId', p_user_id, 'status', 'PENDING_PAYMENT', 'total', p_total,
         'shippingAddress', p_address, 'idempotencyKey', p_key,
-        'createdAt', p_at, 'updatedAt', p_at, 'replayed', false,
-        'items', (SELECT jsonb_agg(jsonb_build_object('productId', u.pid, 'quantity', u.qty,
-                                                      'unitPrice', u.price) ORDER BY u.pid)
-                  FROM unnest(p_pids, p_qtys, p_prices) AS u(pid, qty, price)))
+        'createdAt', p_at, 'updatedAt', p_at, 'replayed', false, 'items', p_items)
 $$;
-COMMENT ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]) IS
+COMMENT ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, jsonb) IS
     'The JSON result of api.checkout, built from the values it wrote.';
-REVOKE ALL ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, text[], integer[], numeric[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, jsonb) FROM PUBLIC;
 
 -- internal.checkout_replay: the original order for a replayed idempotency key, or NULL when the
 -- key is new.

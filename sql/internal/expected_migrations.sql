@@ -13,7 +13,9 @@ AS $$
         '0003_core_rules',
         '0004_api_functions',
         '0005_checkout_stats',
-        '0006_login_throttle'
+        '0006_login_throttle',
+        '0007_checkout_uuid7_functions',
+        '0008_time_ordered_ids'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';

@@ -1,7 +1,7 @@
 -- api.checkout: the whole cart becomes one PENDING_PAYMENT order, or nothing happens.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(39);
+SELECT plan(44);
 
 CREATE TEMP TABLE fx AS
 SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer,
@@ -75,6 +75,24 @@ SELECT is((api.get_order((SELECT j ->> 'id' FROM o)) ->> 'total')::numeric, 35.0
 SELECT throws_ok($$ SELECT api.checkout((SELECT buyer FROM fx), '{"city": "Oaxaca"}') $$, 'MKE00', NULL,
                  'checking out the emptied cart again is MKE00');
 SELECT is((SELECT count(*)::int FROM "Order" WHERE "userId" = (SELECT buyer FROM fx)), 1, 'the buyer has exactly one order');
+
+-- Ids: orders get version-7 UUIDs, which sort by creation time; so do new rows of the tables
+-- whose ids default to internal.uuid7 (migration 0008) (5)
+SELECT matches((SELECT j ->> 'id' FROM o), '^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$',
+               'an order id is a version-7 UUID (version nibble 7, RFC variant)');
+SELECT cmp_ok(abs(extract(epoch FROM now()) * 1000
+                  - ('x' || translate(left(j ->> 'id', 13), '-', ''))::bit(48)::bigint), '<', 60000::numeric,
+              'its first 48 bits are the time of the checkout in milliseconds')
+FROM o;
+SELECT ok((SELECT bool_and(a < b) FROM (SELECT internal.uuid7()::text AS a, pg_sleep(0.002)) x,
+                                       LATERAL (SELECT internal.uuid7()::text AS b) y),
+          'a uuid7 made 2 ms later sorts after the earlier one');
+SELECT is((SELECT count(DISTINCT u)::int FROM (SELECT internal.uuid7() AS u FROM generate_series(1, 1000)) x), 1000,
+          '1,000 uuid7 made in a row (mostly within one millisecond) are all different');
+SELECT is((SELECT count(*)::int FROM information_schema.columns
+           WHERE table_schema = 'public' AND table_name IN ('Order', 'OrderItem', 'CartItem') AND column_name = 'id'
+             AND column_default = '(internal.uuid7())::text'), 3,
+          '"Order", "OrderItem" and "CartItem" ids default to internal.uuid7()');
 
 -- Idempotent replay: same key, same payload: the same order, nothing created (7)
 SELECT api.add_to_cart(buyer, c, 1) FROM fx;  -- a non-empty cart must not be consumed by a replay
