@@ -94,3 +94,43 @@ def test_one_cart_checked_out_twice_at_once_makes_one_order(conn, app_url):
     assert conn.execute('SELECT count(*) FROM "Order"').fetchone()[0] == 2
     assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 3
     assert_invariants(conn, initial={pid: 5})
+
+
+def test_buyers_of_one_product_wait_in_its_queue_and_give_up_cleanly(conn, app_url):
+    """A second buyer of a product whose sale is in flight waits in the product's queue (an
+    advisory lock, not the row), and at lock_timeout gives up with 55P03 having changed nothing;
+    once the first commits, the same checkout goes through."""
+    pid = _seed(conn)
+    conn.execute("""INSERT INTO "User" (id, email, name, role, "passwordHash")
+                    VALUES ('c', 'c@example.com', 'C', 'BUYER', 'x')""")
+    conn.execute("SELECT api.add_to_cart('b', %s, 1), api.add_to_cart('c', %s, 1)", (pid, pid))
+    failure: dict = {}
+
+    with psycopg.connect(app_url) as first, psycopg.connect(app_url, autocommit=True) as second:
+        first.execute("SELECT api.checkout('c', %s)", (Jsonb({"city": "Oaxaca"}),))  # not committed yet
+        second.execute("SET lock_timeout = '2s'")
+        second_pid = second.info.backend_pid
+
+        def checkout():
+            try:
+                second.execute("SELECT api.checkout('b', %s)", (Jsonb({"city": "Puebla"}),))
+            except psycopg.Error as exc:
+                failure["sqlstate"] = exc.sqlstate
+
+        t = threading.Thread(target=checkout)
+        t.start()
+        _wait_until_blocked(conn, second_pid)
+        waiting = conn.execute("SELECT locktype FROM pg_locks WHERE pid = %s AND NOT granted",
+                               (second_pid,)).fetchall()
+        t.join(10)
+        assert not t.is_alive()
+        assert waiting == [("advisory",)], waiting
+        assert failure.get("sqlstate") == "55P03", failure
+        # Nothing of the second buyer's checkout remains: cart intact, no order.
+        assert conn.execute("""SELECT quantity FROM "CartItem" WHERE "userId" = 'b'""").fetchall() == [(1,)]
+        assert conn.execute("""SELECT count(*) FROM "Order" WHERE "userId" = 'b'""").fetchone()[0] == 0
+        first.commit()
+        order = second.execute("SELECT api.checkout('b', %s)", (Jsonb({"city": "Puebla"}),)).fetchone()[0]
+    assert order["status"] == "PENDING_PAYMENT"
+    assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 3
+    assert_invariants(conn, initial={pid: 5})

@@ -1,7 +1,7 @@
 -- api.checkout: the whole cart becomes one PENDING_PAYMENT order, or nothing happens.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(44);
+SELECT plan(45);
 
 CREATE TEMP TABLE fx AS
 SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer,
@@ -75,6 +75,12 @@ SELECT is((api.get_order((SELECT j ->> 'id' FROM o)) ->> 'total')::numeric, 35.0
 SELECT throws_ok($$ SELECT api.checkout((SELECT buyer FROM fx), '{"city": "Oaxaca"}') $$, 'MKE00', NULL,
                  'checking out the emptied cart again is MKE00');
 SELECT is((SELECT count(*)::int FROM "Order" WHERE "userId" = (SELECT buyer FROM fx)), 1, 'the buyer has exactly one order');
+
+-- The sale queue: the checkout holds each sold product's queue key until commit (1)
+SELECT is((SELECT count(*)::int FROM fx, pg_locks l
+           WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 2
+             AND l.classid = 1296782161 AND l.objid IN (hashtext(a)::oid, hashtext(b)::oid)), 2,
+          'the transaction holds the queue key (1296782161, hashtext(id)) of both products sold');
 
 -- Ids: orders get version-7 UUIDs, which sort by creation time; so do new rows of the tables
 -- whose ids default to internal.uuid7 (migration 0008) (5)
