@@ -2,7 +2,7 @@
 -- Two statements, two transactions (autocommit), as the HTTP app makes them: two requests, each
 -- one function call. The checkout is one function call, one transaction, so the product's row lock
 -- is held from its UPDATE to its commit and never across a client round trip.
--- (bench/checkout_one_tx.sql wraps both in BEGIN/COMMIT, for comparison: --one-transaction.)
+-- (bench/checkout_one_tx.sql sends both in one transaction, as one pipeline: the hot target run.)
 -- Buyers are disjoint per client (client c uses ids c*per_client+1 .. c*per_client+per_client), so
 -- two clients never share a cart and no checkout can find its cart emptied by another (MKE00).
 -- Variables (pgbench -D): pid_lo, pid_hi (product ids are the text of 1..N), per_client.

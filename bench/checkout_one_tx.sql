@@ -1,10 +1,15 @@
--- bench/checkout_one_tx.sql: as bench/checkout.sql, but the cart line and the checkout share ONE
--- transaction. The COMMIT is then a separate round trip from the client, taken while the
--- checkout still holds the product's row lock: on a hot product that round trip is serialised.
+-- bench/checkout_one_tx.sql: one buyer puts one unit of one product in the cart and checks out,
+-- in ONE transaction sent as one pipeline (BEGIN, add_to_cart, checkout, COMMIT without waiting
+-- for each answer; psycopg's pipeline mode does the same). One durable commit per sale, as the
+-- bare update has, and no client round trip while the product is locked: the checkout's lock is
+-- taken by its last statement and released by the COMMIT that follows it in the same batch.
+-- Buyers are disjoint per client, as in bench/checkout.sql.
 -- Variables (pgbench -D): pid_lo, pid_hi, per_client.
 \set pid random(:pid_lo, :pid_hi)
 \set uid :client_id * :per_client + random(1, :per_client)
+\startpipeline
 BEGIN;
 SELECT api.add_to_cart(:uid, :pid, 1);
 SELECT api.checkout(:uid, '{"city":"X"}'::jsonb);
 COMMIT;
+\endpipeline
