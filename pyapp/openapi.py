@@ -54,7 +54,8 @@ _ERROR_TEXT = {
          "15 minutes; the password is not checked. `Retry-After` and `retryAfter` give the seconds "
          "until the window frees a slot.",
     500: "Unexpected error (INTERNAL_ERROR); no internals are disclosed, the requestId finds the log line.",
-    503: "MAINTENANCE (writes paused), DATABASE_UNAVAILABLE or TIMEOUT; always with `Retry-After`.",
+    503: ("MAINTENANCE (writes paused), DATABASE_UNAVAILABLE (member `database`: `unreachable`, or `busy` when "
+          "every pooled connection of the server is in use) or TIMEOUT; always with `Retry-After`."),
 }
 
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}

@@ -90,7 +90,13 @@ def bad_request(detail: str, field: str | None = None) -> Problem:
 
 
 class DatabaseUnavailable(Exception):
-    pass
+    """No connection for this request. `database` says why, for the 503 body: "busy" when the
+    pool's connections are in use by other requests (an overloaded app, the database is fine),
+    "unreachable" when none is in use and none could be had."""
+
+    def __init__(self, message: str, database: str = "unreachable"):
+        super().__init__(message)
+        self.database = database
 
 
 # ---------------------------------------------------------------- logging and metrics
@@ -138,6 +144,7 @@ class Database:
         self._pool: ConnectionPool | None = None
         self._pid: int | None = None
         self.errors: dict[str, tuple[int, str, str]] | None = None
+        self._in_use = 0  # connections this process's requests hold now (tells "busy" from "unreachable")
 
     def pool(self) -> ConnectionPool:
         if self._pool is None or self._pid != os.getpid():
@@ -173,12 +180,19 @@ class Database:
                     raise PoolTimeout()
                 conn = pool.getconn(timeout=remaining)
             except PoolTimeout as exc:
+                # Busy, not unreachable, while this process's requests hold connections: with the
+                # database down, those fail fast and are discarded, and the count falls to 0.
+                if self._in_use > 0:
+                    raise DatabaseUnavailable("every pooled database connection stayed busy for the pool timeout",
+                                              database="busy") from exc
                 raise DatabaseUnavailable("no database connection within the pool timeout") from exc
             if not _closed_by_server(conn):
                 break
             pool.putconn(conn)
         else:
             raise DatabaseUnavailable("every pooled database connection was found closed")
+        with self._lock:
+            self._in_use += 1
         if self.errors is None:
             try:
                 rows = conn.execute("SELECT sqlstate, code, http_status, title FROM api.error_codes()").fetchall()
@@ -190,6 +204,8 @@ class Database:
 
     def putconn(self, conn: psycopg.Connection) -> None:
         if self._pool is not None and self._pid == os.getpid():
+            with self._lock:
+                self._in_use -= 1
             self._pool.putconn(conn)
 
     def close(self) -> None:
@@ -416,9 +432,10 @@ def _is_unavailable(exc: psycopg.Error) -> bool:
     return state[:2] in ("08", "53", "57") and state != "57014"
 
 
-def unavailable(detail: str) -> Problem:
+def unavailable(detail: str, database: str = "unreachable") -> Problem:
+    """503: no database for this request; `database` is "unreachable" or "busy" (pool exhausted)."""
     return Problem(503, "DATABASE_UNAVAILABLE", "Service unavailable", detail,
-                   headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}, database="unreachable")
+                   headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}, database=database)
 
 
 def problem_from_db(exc: psycopg.Error, registry: dict | None) -> Problem | None:
@@ -520,7 +537,11 @@ class ApiPlugin:
             try:
                 return callback(*args, db=db, **kwargs)
             except DatabaseUnavailable as exc:
-                log_event("DatabaseUnavailable", logging.WARNING, path=request.path, message=str(exc))
+                log_event("DatabaseUnavailable", logging.WARNING, path=request.path, message=str(exc),
+                          database=exc.database)
+                if exc.database == "busy":
+                    raise unavailable("every database connection of this server is busy; retry shortly",
+                                      database="busy") from None
                 raise unavailable("no database connection is available") from None
             except psycopg.Error as exc:
                 state = exc.sqlstate or ""

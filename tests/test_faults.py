@@ -470,6 +470,7 @@ def test_pool_exhaustion(db_url, app_url):
         assert r.status_code == 201, r.text
         h = requests.get(srv.url + "/health", timeout=CLIENT_TIMEOUT_S)
         assert h.status_code == 200, h.text
+        unavailable_logs = [ln for ln in srv.log_lines() if "DatabaseUnavailable" in ln]
     finally:
         locker.close()
         srv.stop()
@@ -485,6 +486,9 @@ def test_pool_exhaustion(db_url, app_url):
     for r in records:
         if r.status in (409, 503):
             assert_problem(r, 409, 503)
+        if r.status == 503:
+            # The database is up: the body must say the pool was busy, not that it is unreachable.
+            assert r.code == "DATABASE_UNAVAILABLE" and r.database == "busy", (r, unavailable_logs[:5])
     assert_acknowledged_orders_exist(db_url, records)
     with psycopg.connect(db_url, autocommit=True) as c:
         assert_invariants(c)
