@@ -1,28 +1,5 @@
--- Rollback of 0007: restates the definitions of migration 0004 for the files 0007 restated
--- (sql/api/checkout.sql and sql/internal/expected_migrations.sql as they were), then drops what
+-- Rollback of 0007: restates sql/api/checkout.sql as migration 0004 defined it, then drops what
 -- 0007 added. Migration 0008's rollback has already put the old id defaults back.
-
--- ==== sql/internal/expected_migrations.sql (as in 0004) ====
--- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
--- to. Each new migration restates this function with its own id added, so
--- api.integrity_report() can tell when a database lags behind its code.
--- Raises: nothing. Callers: api.integrity_report.
-CREATE OR REPLACE FUNCTION internal.expected_migrations()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY[
-        '0001_initial_marketplace_schema',
-        '0002_add_version_to_product',
-        '0003_core_rules',
-        '0004_api_functions',
-        '0005_checkout_stats',
-        '0006_login_throttle'
-    ]
-$$;
-COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
-REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;
 
 -- ==== sql/api/checkout.sql (as in 0004) ====
 -- api.checkout: turns the buyer's whole cart into one PENDING_PAYMENT order, atomically.

@@ -3,7 +3,8 @@
 -- live tables: checkouts by outcome, success rate, ConcurrencyErrors, retries per checkout,
 -- latency P50/P95/P99 (interpolated inside the persisted buckets), negative stock now, and the
 -- orders created in the window by status. Minutes are whole: the window starts at the minute
--- that contains now() - p_since.
+-- that contains now() - p_since, and ends at now() (a minute a worker with a fast clock recorded
+-- ahead of time is counted once it has begun).
 -- Raises: MKV00 when p_since is not a positive interval. Callers: `python -m pyapp report`, DBAs,
 -- marketplace_app (dashboards).
 CREATE OR REPLACE FUNCTION api.checkout_report(p_since interval DEFAULT '24 hours')
@@ -31,12 +32,12 @@ BEGIN
            coalesce(sum(error), 0) AS error, coalesce(sum(retries), 0) AS retries,
            coalesce(sum(conflicts), 0) AS conflicts, coalesce(sum(latency_sum_s), 0) AS latency_sum_s
     INTO v_s
-    FROM internal.checkout_stats WHERE minute >= v_from;
+    FROM internal.checkout_stats WHERE minute >= v_from AND minute <= now();
     v_total := v_s.success + v_s.insufficient_stock + v_s.conflict + v_s.empty_cart + v_s.error;
 
     SELECT array_agg(le ORDER BY le), array_agg(n ORDER BY le) INTO v_le, v_n
     FROM (SELECT le, sum(n)::bigint AS n FROM internal.checkout_latency
-          WHERE minute >= v_from GROUP BY le) b;
+          WHERE minute >= v_from AND minute <= now() GROUP BY le) b;
 
     SELECT count(*) INTO v_negative FROM "Product" WHERE stock < 0;
     SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) INTO v_orders

@@ -5,7 +5,7 @@
 --   failed_or_cancelled_orders (warning): orders that became PAYMENT_FAILED or CANCELLED in the window;
 --   unpaid_past_hold (warning): unpaid orders older than the hold window (the expiry job is not running).
 -- monitoring/alerts.yml holds the same rules for Prometheus.
--- Raises: MKV00 for a NULL or negative threshold or window. Callers: `python -m pyapp alerts`,
+-- Raises: MKV00 for a NULL or negative threshold or hold, or a window that is NULL or not positive. Callers: `python -m pyapp alerts`,
 -- DBAs, marketplace_app.
 CREATE OR REPLACE FUNCTION api.evaluate_alerts(
     p_hold interval DEFAULT '30 minutes',
@@ -21,10 +21,14 @@ AS $$
 DECLARE
     v_n bigint;
 BEGIN
+    -- Each argument on its own: least() would skip a NULL threshold, whose rule then never fires.
     IF p_hold IS NULL OR p_window IS NULL OR p_hold < interval '0' OR p_window <= interval '0'
-       OR coalesce(least(p_max_negative_stock, p_max_concurrency_errors, p_max_failed_orders,
-                         p_max_unpaid_past_hold), -1) < 0 THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'thresholds and windows must be non-negative',
+       OR p_max_negative_stock IS NULL OR p_max_concurrency_errors IS NULL
+       OR p_max_failed_orders IS NULL OR p_max_unpaid_past_hold IS NULL
+       OR least(p_max_negative_stock, p_max_concurrency_errors, p_max_failed_orders,
+                p_max_unpaid_past_hold) < 0 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00',
+            MESSAGE = 'thresholds and the hold must be non-negative, the window positive, none of them NULL',
             DETAIL = jsonb_build_object('field', 'threshold')::text;
     END IF;
 
@@ -34,7 +38,7 @@ BEGIN
 
     -- A minute row counts when any part of it lies in the window.
     SELECT coalesce(sum(s.conflicts), 0) INTO v_n FROM internal.checkout_stats s
-    WHERE s.minute > now() - p_window - interval '1 minute';
+    WHERE s.minute > now() - p_window - interval '1 minute' AND s.minute <= now();
     RETURN QUERY SELECT 'concurrency_errors', 'warning', v_n, p_max_concurrency_errors, v_n > p_max_concurrency_errors,
         format('%s ConcurrencyErrors in the last %s', v_n, p_window);
 

@@ -9,7 +9,8 @@
 -- "conflicts" counts ConcurrencyErrors of every route. Minutes are written in time order, so two
 -- workers flushing overlapping minutes cannot deadlock. Works during maintenance mode on purpose:
 -- the 503s answered then are figures too. Returns how many minutes were recorded.
--- Raises: MKV00 when the payload is not such an array (DETAIL names the offending element).
+-- Raises: MKV00 when the payload is not such an array (DETAIL names the offending element),
+--         including a minute more than a day ahead, infinite or NaN figures.
 -- Callers: marketplace_app (every HTTP worker, every ~10 s and at exit).
 CREATE OR REPLACE FUNCTION api.record_checkout_stats(p_stats jsonb)
 RETURNS integer
@@ -36,6 +37,14 @@ BEGIN
                 RAISE EXCEPTION USING ERRCODE = '22023';
             END IF;
             v_minute := date_trunc('minute', (v_row ->> 'minute')::timestamptz);
+            -- A worker's clock may run a little ahead, never a day; infinity is not a minute.
+            -- NaN passes CHECK (x >= 0) (PostgreSQL sorts it above every number), so it is refused here.
+            IF NOT isfinite(v_minute) OR v_minute > now() + interval '1 day'
+               OR (v_row ->> 'latency_sum_s')::double precision IN ('NaN', 'Infinity')
+               OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(v_row -> 'latency', '{}')) AS k (key)
+                          WHERE k.key NOT IN ('+Inf', 'Infinity', 'inf') AND k.key::double precision IN ('NaN', 'Infinity')) THEN
+                RAISE EXCEPTION USING ERRCODE = '22023';
+            END IF;
             INSERT INTO internal.checkout_stats AS s
                 (minute, success, insufficient_stock, conflict, empty_cart, error, retries, conflicts, latency_sum_s)
             VALUES (v_minute,
@@ -66,7 +75,7 @@ BEGIN
             ON CONFLICT (minute, le) DO UPDATE SET n = l.n + EXCLUDED.n;
         EXCEPTION WHEN data_exception OR check_violation OR not_null_violation THEN
             RAISE EXCEPTION USING ERRCODE = 'MKV00',
-                MESSAGE = format('stats element %s is malformed: minute must be a timestamp, counts non-negative integers, latency an object of bucket bounds', v_idx),
+                MESSAGE = format('stats element %s is malformed: minute must be a timestamp no later than a day from now, counts non-negative integers, latency_sum_s a finite non-negative number, latency an object of bucket bounds', v_idx),
                 DETAIL = jsonb_build_object('field', 'stats', 'element', v_idx)::text;
         END;
         v_n := v_n + 1;
