@@ -17,10 +17,10 @@ flush keeps the figures for the next one (at most MAX_BUFFERED_MINUTES minutes a
 from __future__ import annotations
 
 import datetime as dt
-import time
 import json
 import os
 import threading
+import time
 from typing import Callable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest

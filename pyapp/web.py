@@ -165,7 +165,7 @@ class Database:
                         timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300,
                         name=f"marketplace-{os.getpid()}", kwargs=kwargs)
                     pool.open(wait=False)
-                    self._pool, self._pid, self.errors = pool, os.getpid(), None
+                    self._pool, self._pid, self.errors, self._in_use = pool, os.getpid(), None, 0
         return self._pool
 
     def getconn(self, timeout: float | None = None) -> psycopg.Connection:
