@@ -5,8 +5,8 @@
 --   failed_or_cancelled_orders (warning): orders that became PAYMENT_FAILED or CANCELLED in the window;
 --   unpaid_past_hold (warning): unpaid orders older than the hold window (the expiry job is not running).
 -- monitoring/alerts.yml holds the same rules for Prometheus.
--- Raises: MKV00 for a NULL or negative threshold or hold, or a window that is NULL or not positive. Callers: `python -m pyapp alerts`,
--- DBAs, marketplace_app.
+-- Raises: MKV00 for a NULL or negative threshold or hold, or a window that is NULL or not
+-- positive. Callers: `python -m pyapp alerts`, DBAs, marketplace_app.
 CREATE OR REPLACE FUNCTION api.evaluate_alerts(
     p_hold interval DEFAULT '30 minutes',
     p_window interval DEFAULT '1 hour',
