@@ -145,6 +145,7 @@ class Database:
         self._pid: int | None = None
         self.errors: dict[str, tuple[int, str, str]] | None = None
         self._in_use = 0  # connections this process's requests hold now (tells "busy" from "unreachable")
+        self._healthy_return = float("-inf")  # monotonic time a live connection last came back to the pool
 
     def pool(self) -> ConnectionPool:
         if self._pool is None or self._pid != os.getpid():
@@ -170,7 +171,8 @@ class Database:
 
     def getconn(self, timeout: float | None = None) -> psycopg.Connection:
         pool = self.pool()
-        deadline = time.monotonic() + (pool.timeout if timeout is None else timeout)
+        wait_started = time.monotonic()
+        deadline = wait_started + (pool.timeout if timeout is None else timeout)
         # A pooled connection the server has closed (restart, pg_terminate_backend) is discarded
         # here, before a statement is sent on it; the pool connects a new one in its place.
         for _ in range(pool.max_size + 1):
@@ -180,9 +182,11 @@ class Database:
                     raise PoolTimeout()
                 conn = pool.getconn(timeout=remaining)
             except PoolTimeout as exc:
-                # Busy, not unreachable, while this process's requests hold connections: with the
-                # database down, those fail fast and are discarded, and the count falls to 0.
-                if self._in_use > 0:
+                # Busy, not unreachable, while this process's requests hold connections or a live
+                # one came back during this wait (and went to another waiter: between that return
+                # and the next holder's count the in-use count can read 0). With the database
+                # down, held connections fail fast and come back broken, so neither holds.
+                if self._in_use > 0 or self._healthy_return >= wait_started:
                     raise DatabaseUnavailable("every pooled database connection stayed busy for the pool timeout",
                                               database="busy") from exc
                 raise DatabaseUnavailable("no database connection within the pool timeout") from exc
@@ -206,6 +210,8 @@ class Database:
         if self._pool is not None and self._pid == os.getpid():
             with self._lock:
                 self._in_use -= 1
+                if not (conn.closed or conn.broken):
+                    self._healthy_return = time.monotonic()
             self._pool.putconn(conn)
 
     def close(self) -> None:

@@ -150,6 +150,10 @@ class Load:
                 if rec.status is None:
                     session.close()
                     session = requests.Session()
+                if rec.status != 201:
+                    # A buyer whose add failed does not check out: the cart may be empty (a 400).
+                    time.sleep(self.pause_s)
+                    continue
             rec = self._request(session, i, "checkout", CHECKOUT, {"shippingAddress": ADDRESS})
             if rec.status is None:
                 session.close()
