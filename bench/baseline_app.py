@@ -18,7 +18,9 @@ ORM does:
 (The "Product" trigger sets version to old + 1 whatever the SET says, so the row still moves by
 exactly one version per update.) Pool: psycopg_pool, made lazily per worker after the fork, sized
 and timed out as pyapp's (DB_POOL_SIZE, default THREADS), with the same lock and statement
-timeouts. Routes: POST /baseline/checkout {productId, quantity}, GET /health.
+timeouts. Routes: POST /baseline/checkout {productId, quantity}, GET /health, and
+POST /floor/sale {productId, quantity}, which is not a checkout: one conditional autocommit UPDATE
+of the product, the least work any sale served by this stack has to do (bench/README.md).
 """
 from __future__ import annotations
 
@@ -95,15 +97,45 @@ def health():
     return answer(200, {"status": "ok"})
 
 
-@app.post("/baseline/checkout")
-def checkout():
+def _sale_body() -> tuple[str, int] | None:
     try:
         body = json.loads(request.body.read() or b"null")
         product_id, qty = body["productId"], body["quantity"]
         if not isinstance(product_id, str) or not isinstance(qty, int) or isinstance(qty, bool) or qty < 1:
             raise ValueError
     except (ValueError, TypeError, KeyError):
+        return None
+    return product_id, qty
+
+
+@app.post("/floor/sale")
+def floor_sale():
+    """A lower bound, not a checkout: no authentication, no order, one statement. Any checkout
+    served by this stack parses a request, makes at least this round trip (the same UPDATE with the
+    same triggers and one durable commit) and answers; it cannot be cheaper than this."""
+    sale = _sale_body()
+    if sale is None:
         return problem(400, "INVALID_ARGUMENT", "expected {productId: string, quantity: positive integer}")
+    product_id, qty = sale
+    try:
+        with pool().connection() as conn:
+            cur = conn.execute('UPDATE "Product" SET stock = stock - %s WHERE id = %s AND stock >= %s',
+                               (qty, product_id, qty))
+    except PoolTimeout:
+        return problem(503, "DATABASE_UNAVAILABLE", "no database connection within the pool timeout")
+    except psycopg.Error as exc:
+        return problem(500, "DATABASE_ERROR", f"{exc.sqlstate}: {str(exc)[:200]}")
+    if cur.rowcount == 0:
+        return problem(400, "INSUFFICIENT_STOCK", "Stock insuficiente")
+    return answer(201, {"productId": product_id, "quantity": qty})
+
+
+@app.post("/baseline/checkout")
+def checkout():
+    sale = _sale_body()
+    if sale is None:
+        return problem(400, "INVALID_ARGUMENT", "expected {productId: string, quantity: positive integer}")
+    product_id, qty = sale
     authz = request.get_header("Authorization", "")
     scheme, _, token = authz.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

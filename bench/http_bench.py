@@ -318,8 +318,9 @@ class Run:
         return sum(n for s, n in self.statuses.items() if not 200 <= s < 300 and s != 409)
 
 
-def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Path, run: Run) -> Run:
-    mode = "ours" if srv.name == "ours" else "baseline"
+def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Path, run: Run,
+        mode: str | None = None) -> Run:
+    mode = mode or ("ours" if srv.name == "ours" else "baseline")
     cmd = ["wrk", "-c", str(connections), "-t", str(WRK_THREADS), "-d", f"{seconds}s", "--latency",
            "-s", str(LUA), srv.url, "--", mode, block.scenario, str(block.first), str(block.per_thread),
            str(PRODUCTS)]
@@ -327,7 +328,7 @@ def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Pat
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
     run.cpu_wrk_s = (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime)
-    (logdir / f"wrk-{srv.name}-{block.name}.txt").write_text(r.stdout + r.stderr)
+    (logdir / f"wrk-{mode}-{block.name}.txt").write_text(r.stdout + r.stderr)
     line = next((ln for ln in r.stdout.splitlines() if ln.startswith("HTTPBENCH_JSON ")), None)
     if r.returncode != 0 or line is None:
         run.failed = f"wrk exited {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}"
@@ -431,11 +432,31 @@ def floor_run(pg: Postgres, srv: Gunicorn, connections: int, seconds: int, logdi
     return fl
 
 
+def sale_floor_run(pg: Postgres, srv: Gunicorn, scenario: str, connections: int, seconds: int,
+                   logdir: Path) -> Run:
+    """wrk POST <baseline>/floor/sale: one conditional UPDATE per request, no authentication and no
+    order, through the same stack. Its 201s/s bound what any sale served by this stack can reach
+    when requests do not wait on each other (spread). Run last: it sells stock without orders, so
+    the baseline's database no longer passes the checks afterwards."""
+    run = Run("floor", scenario, rounds=1)
+    block = Block(f"floor.{scenario}", scenario, 1, 10 ** 9)  # buyers are not used
+    vacuum(pg, PREFIX + "baseline")
+    log(f"floor/{scenario}: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s POST {srv.url}/floor/sale")
+    pm = postmaster_pid(pg)
+    app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
+    wrk(srv, block, connections, seconds, logdir, run, mode="floor")
+    run.cpu_app_s, run.cpu_db_s = tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
+    run.check = "not checked (sells stock without orders)"
+    log(f"  {run.rate:.1f} sales/s, statuses {dict(sorted(run.statuses.items()))}, "
+        f"p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms")
+    return run
+
+
 # ---------------------------------------------------------------- report
 
 
 def print_report(runs: list[Run], connections: int, seconds: int, rounds: int, workers: str,
-                 threads: str, floor: Floor | None = None) -> bool:
+                 threads: str, floor: Floor | None = None, sale_floors: list[Run] | None = None) -> bool:
     print(f"\nHTTP checkout, wrk -c {connections} -t {WRK_THREADS} -d {seconds}s --latency, {rounds} round(s) "
           f"per row (ABBA); gunicorn gthread WORKERS={workers} THREADS={threads} for both servers")
     print("checkouts/s = 201s / seconds summed over the rounds; p50/p99 = the worse round's")
@@ -484,6 +505,25 @@ def print_report(runs: list[Run], connections: int, seconds: int, rounds: int, w
             print(f"  floor / baseline spread checkouts/s = {floor.rate:.1f} / {bs.rate:.1f} = "
                   f"{floor.rate / bs.rate if bs.rate else float('inf'):.2f}x: no checkout served by this stack on "
                   f"this machine can beat the baseline by more than that")
+        print()
+    for fl in sale_floors or []:
+        base = by[("baseline", fl.scenario)]
+        if fl.failed:
+            print(f"sale floor, {fl.scenario}: {fl.failed}")
+            continue
+        print(f"sale floor (not a checkout), {fl.scenario}: POST /floor/sale of the baseline, one conditional "
+              f"UPDATE, no auth, no order, {seconds} s:\n  {fl.rate:.1f} sales/s, "
+              f"{sum(n for st, n in fl.statuses.items() if st != 201)} non-201, p50 {fl.p50_ms:.1f} ms, "
+              f"p99 {fl.p99_ms:.1f} ms; CPU per sale app {fl.per_checkout_ms(fl.cpu_app_s):.2f} ms + "
+              f"db {fl.per_checkout_ms(fl.cpu_db_s):.2f} ms")
+        ratio_text = f"{fl.rate / base.rate if base.rate else float('inf'):.2f}x"
+        if fl.scenario == "spread":
+            print(f"  sale floor / baseline spread checkouts/s = {fl.rate:.1f} / {base.rate:.1f} = {ratio_text}: "
+                  f"the most any checkout served by this stack could reach here (it does all of this and more)")
+        else:
+            print(f"  sale floor / baseline hot checkouts/s = {fl.rate:.1f} / {base.rate:.1f} = {ratio_text} "
+                  f"(not a bound: 32 requests on one row's lock, with no queue)")
+    if sale_floors:
         print()
     print("database after each run (queried as the owner):")
     for r in runs:
@@ -549,7 +589,8 @@ def main() -> int:
                                                      args.connections, seconds, tmp))
             runs += [total["ours"], total["baseline"]]
         floor = floor_run(pg, base, args.connections, seconds, tmp)
-        ok = print_report(runs, args.connections, seconds, rounds, workers, threads, floor)
+        sale_floors = [sale_floor_run(pg, base, sc, args.connections, seconds, tmp) for sc in SCENARIOS]
+        ok = print_report(runs, args.connections, seconds, rounds, workers, threads, floor, sale_floors)
     finally:
         for srv in servers:
             srv.stop()

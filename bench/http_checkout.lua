@@ -9,6 +9,8 @@
 --                  before the run (one line: product 'hot', or a random one of the catalogue).
 -- mode "baseline": POST /baseline/checkout {productId, quantity: 1}; the product is 'hot', or a
 --                  random one of the catalogue drawn here.
+-- mode "floor":    POST /floor/sale on the baseline server, the same body as "baseline": one
+--                  conditional UPDATE, no order (a lower bound, not a checkout).
 -- Buyer n has id 'b<n>' and token 'bt<n>'. Thread t (0-based) uses buyers
 -- first_buyer + t * buyers_per_thread .. first_buyer + (t + 1) * buyers_per_thread - 1, one per
 -- request. Statuses are counted per thread in response(); done() prints one line
@@ -41,8 +43,10 @@ function init(args)
         path = "/api/marketplace/checkout"
     elseif mode == "baseline" then
         path = "/baseline/checkout"
+    elseif mode == "floor" then
+        path = "/floor/sale"
     else
-        error("mode must be ours or baseline, not " .. tostring(mode))
+        error("mode must be ours, baseline or floor, not " .. tostring(mode))
     end
     if scenario ~= "hot" and scenario ~= "spread" then
         error("scenario must be hot or spread, not " .. tostring(scenario))

@@ -243,6 +243,35 @@ def test_idempotent_checkout(http_app, http_db, seller):
     assert requests.get(http_app.url + f"/api/marketplace/products/{p['id']}").json()["stock"] == 4
 
 
+def test_checkout_answers_only_once_the_order_is_on_disk(http_app, http_db, seller):
+    """No 201 before the order is durable: when the answer arrives, the WAL must already be
+    flushed past the order's commit record. A checkout committed with synchronous_commit off and
+    answered at once fails this (tried: the flush lags the answer until the walwriter's next
+    round, up to wal_writer_delay later); so does one made durable by a commit that wrote no WAL."""
+    _, buyer = make_user(http_db)
+    p = make_product(http_app, seller[1], stock=5)
+    with psycopg.connect(http_db[0], autocommit=True) as c:  # opened first: read the flush at once
+        c.execute("CREATE SCHEMA mk_test_walinspect")
+        try:
+            c.execute("CREATE EXTENSION pg_walinspect SCHEMA mk_test_walinspect")
+            start = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]  # walinspect reads flushed WAL
+            for qty in (1, 2):  # two orders: two chances for an early answer to show
+                assert add(http_app, buyer, p["id"], qty).status_code == 201
+                r = checkout(http_app, buyer)
+                flushed = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
+                assert r.status_code == 201, r.text
+                commits = c.execute(
+                    "SELECT w.end_lsn FROM mk_test_walinspect.pg_get_wal_records_info(%s, pg_current_wal_flush_lsn()) w"
+                    ' WHERE w.resource_manager = \'Transaction\' AND w.record_type = \'COMMIT\''
+                    '   AND w.xid = (SELECT o.xmin FROM "Order" o WHERE o.id = %s)',
+                    (start, r.json()["id"])).fetchall()
+                assert len(commits) == 1, commits
+                assert commits[0][0] <= flushed, f"201 sent with the order's commit at {commits[0][0]}, flushed to {flushed}"
+        finally:
+            c.execute("DROP SCHEMA mk_test_walinspect CASCADE")
+    assert requests.get(http_app.url + f"/api/marketplace/products/{p['id']}").json()["stock"] == 2
+
+
 def test_last_unit_race_over_http(http_app, http_db, seller):
     p = make_product(http_app, seller[1], stock=1, name="Última pieza")
     buyers = [make_user(http_db)[1] for _ in range(20)]
