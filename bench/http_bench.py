@@ -432,15 +432,15 @@ def floor_run(pg: Postgres, srv: Gunicorn, connections: int, seconds: int, logdi
     return fl
 
 
-def sale_floor_run(pg: Postgres, srv: Gunicorn, scenario: str, connections: int, seconds: int,
-                   logdir: Path) -> Run:
+def sale_floor_run(pg: Postgres, dbname: str, srv: Gunicorn, scenario: str, connections: int,
+                   seconds: int, logdir: Path) -> Run:
     """wrk POST <baseline>/floor/sale: one conditional UPDATE per request, no authentication and no
     order, through the same stack. Its 201s/s bound what any sale served by this stack can reach
     when requests do not wait on each other (spread). Run last: it sells stock without orders, so
     the baseline's database no longer passes the checks afterwards."""
     run = Run("floor", scenario, rounds=1)
     block = Block(f"floor.{scenario}", scenario, 1, 10 ** 9)  # buyers are not used
-    vacuum(pg, PREFIX + "baseline")
+    vacuum(pg, dbname)
     log(f"floor/{scenario}: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s POST {srv.url}/floor/sale")
     pm = postmaster_pid(pg)
     app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
@@ -589,7 +589,7 @@ def main() -> int:
                                                      args.connections, seconds, tmp))
             runs += [total["ours"], total["baseline"]]
         floor = floor_run(pg, base, args.connections, seconds, tmp)
-        sale_floors = [sale_floor_run(pg, base, sc, args.connections, seconds, tmp) for sc in SCENARIOS]
+        sale_floors = [sale_floor_run(pg, dbs[base.name], base, sc, args.connections, seconds, tmp) for sc in SCENARIOS]
         ok = print_report(runs, args.connections, seconds, rounds, workers, threads, floor, sale_floors)
     finally:
         for srv in servers:
