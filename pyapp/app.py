@@ -179,10 +179,15 @@ def checkout(db):
     field(body, "shippingAddress", "object")
     # The order goes out as the text PostgreSQL made of it: on the busiest route, parsing the
     # jsonb into Python only to serialise it again would be wasted work.
-    text, order_id, replayed = db.row(
-        "SELECT o::text, o ->> 'id', o -> 'replayed' = 'true'"
+    # A checkout that queued for a product may have committed without waiting for the disk
+    # (mk.release_early, set on the pool's connections), so that the next buyer gets the product
+    # sooner; it says so in mk.flush_pending, and then the 201 waits for the flush.
+    text, order_id, replayed, flush_pending = db.row(
+        "SELECT o::text, o ->> 'id', o -> 'replayed' = 'true', current_setting('mk.flush_pending', true) = 'on'"
         " FROM api.checkout(api.authenticate(%s), %s::jsonb -> 'shippingAddress', %s) AS o",
         (token(), web.body_text(), request.get_header("Idempotency-Key")))
+    if flush_pending:
+        db.await_durable()
     response.status = 201
     response.content_type = "application/json"
     response.set_header("Location", f"/api/marketplace/orders/{order_id}")

@@ -159,8 +159,11 @@ class Database:
                         # the startup `options`, so the timeouts are the role's (docs/scaling.md).
                         kwargs["prepare_threshold"] = None
                     else:
+                        # mk.release_early: api.checkout may commit a queued sale without waiting
+                        # for the disk; the checkout route then waits for it (Db.await_durable).
                         kwargs["options"] = (f"-c lock_timeout={cfg.lock_timeout_ms} "
-                                             f"-c statement_timeout={cfg.statement_timeout_ms}")
+                                             f"-c statement_timeout={cfg.statement_timeout_ms} "
+                                             "-c mk.release_early=on")
                     pool = ConnectionPool(
                         cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
                         timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300,
@@ -255,6 +258,14 @@ class Db:
 
     def row(self, query: str, params=()):
         return self._c().execute(query, params).fetchone()
+
+    def await_durable(self) -> None:
+        """Returns once every commit before it is on disk (and on the synchronous standbys). For
+        a transaction committed with synchronous_commit off: a later commit waits for the flush
+        of everything before it in the WAL, but only if its own transaction wrote WAL (an xid
+        alone commits without a flush). A transactional logical-decoding message is the smallest
+        WAL record any role may write."""
+        self._c().execute("SELECT pg_logical_emit_message(true, 'marketplace.durable', '')")
 
     def release(self) -> None:
         if self._conn is not None:

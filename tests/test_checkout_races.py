@@ -134,3 +134,53 @@ def test_buyers_of_one_product_wait_in_its_queue_and_give_up_cleanly(conn, app_u
     assert order["status"] == "PENDING_PAYMENT"
     assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 3
     assert_invariants(conn, initial={pid: 5})
+
+
+def test_a_queued_checkout_releases_early_only_for_a_caller_that_asked(conn, db_url, app_url):
+    """With mk.release_early = 'on', a checkout that had to queue for its product commits without
+    waiting for the disk (synchronous_commit off) and says so in mk.flush_pending; one that did
+    not queue, or whose caller did not ask (a DBA in psql), keeps a durable commit."""
+    pid = _seed(conn, stock=10)
+    buyers = ["c", "d", "e"]
+    for u in buyers:
+        conn.execute("""INSERT INTO "User" (id, email, name, role, "passwordHash")
+                        VALUES (%s, %s, %s, 'BUYER', 'x')""", (u, f"{u}@example.com", u.upper()))
+    for u in buyers:
+        conn.execute("SELECT api.add_to_cart(%s, %s, 1)", (u, pid))
+    probe = ("SELECT o ->> 'status', current_setting('synchronous_commit'),"
+             " coalesce(current_setting('mk.flush_pending', true), '')"
+             " FROM api.checkout(%s, %s) AS o")
+    address = Jsonb({"city": "Oaxaca"})
+
+    def queued_checkout(user: str, release_early: bool) -> tuple:
+        """`user` checks out while the product's queue is held (as by a sale in flight), then
+        the holder commits."""
+        result: dict = {}
+        with psycopg.connect(db_url) as first, psycopg.connect(app_url, autocommit=True) as second:
+            first.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (pid,))
+            if release_early:
+                second.execute("SET mk.release_early = 'on'")
+            second_pid = second.info.backend_pid
+
+            def run():
+                result["row"] = second.execute(probe, (user, address)).fetchone()
+
+            t = threading.Thread(target=run)
+            t.start()
+            _wait_until_blocked(conn, second_pid)
+            first.commit()
+            t.join(10)
+            assert not t.is_alive()
+            # the statement's settings were transaction-local: gone after its commit
+            after = second.execute("SELECT current_setting('synchronous_commit'),"
+                                   " coalesce(current_setting('mk.flush_pending', true), '')").fetchone()
+        assert after == ("on", ""), after
+        return result["row"]
+
+    assert queued_checkout("c", release_early=True) == ("PENDING_PAYMENT", "off", "on")
+    assert queued_checkout("d", release_early=False) == ("PENDING_PAYMENT", "on", "")
+    with psycopg.connect(app_url, autocommit=True) as alone:  # asked, but nobody else was selling
+        alone.execute("SET mk.release_early = 'on'")
+        assert alone.execute(probe, ("e", address)).fetchone() == ("PENDING_PAYMENT", "on", "")
+    assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 7
+    assert_invariants(conn, initial={pid: 10})

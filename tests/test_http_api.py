@@ -245,31 +245,58 @@ def test_idempotent_checkout(http_app, http_db, seller):
 
 def test_checkout_answers_only_once_the_order_is_on_disk(http_app, http_db, seller):
     """No 201 before the order is durable: when the answer arrives, the WAL must already be
-    flushed past the order's commit record. A checkout committed with synchronous_commit off and
-    answered at once fails this (tried: the flush lags the answer until the walwriter's next
-    round, up to wal_writer_delay later); so does one made durable by a commit that wrote no WAL."""
+    flushed past the order's commit record. One checkout runs alone (a durable commit); the other
+    queues behind a held sale of the product, so it commits without waiting for the disk
+    (early release) and the app must wait for a later durable commit, the logical message it
+    writes, before answering. Answered at once, that 201 arrives before the walwriter's next
+    flush (tried: the check failed 3 times out of 3); so does one made durable by a commit that
+    wrote no WAL."""
+    from tests import pgbouncer
+
     _, buyer = make_user(http_db)
     p = make_product(http_app, seller[1], stock=5)
-    with psycopg.connect(http_db[0], autocommit=True) as c:  # opened first: read the flush at once
+    records = ("SELECT w.resource_manager, w.record_type, w.end_lsn, w.xid = (SELECT o.xmin FROM \"Order\" o"
+               " WHERE o.id = %s) FROM mk_test_walinspect.pg_get_wal_records_info(%s, pg_current_wal_flush_lsn()) w"
+               " WHERE w.resource_manager IN ('Transaction', 'LogicalMessage') ORDER BY w.start_lsn")
+    with psycopg.connect(http_db[0], autocommit=True) as c, psycopg.connect(http_db[0]) as holder:
         c.execute("CREATE SCHEMA mk_test_walinspect")
         try:
             c.execute("CREATE EXTENSION pg_walinspect SCHEMA mk_test_walinspect")
-            start = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]  # walinspect reads flushed WAL
-            for qty in (1, 2):  # two orders: two chances for an early answer to show
-                assert add(http_app, buyer, p["id"], qty).status_code == 201
-                r = checkout(http_app, buyer)
+            for queued in (False, True):
+                assert add(http_app, buyer, p["id"], 1).status_code == 201
+                start = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]  # walinspect reads flushed WAL
+                if queued:
+                    holder.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (p["id"],))
+                    answer: dict = {}
+                    t = threading.Thread(target=lambda: answer.update(r=checkout(http_app, buyer)))
+                    t.start()
+                    deadline = time.monotonic() + 10
+                    while not c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                        ).fetchone()[0]:
+                        assert time.monotonic() < deadline, "the checkout never queued"
+                        time.sleep(0.01)
+                    holder.commit()
+                    t.join(10)
+                    r = answer["r"]
+                else:
+                    r = checkout(http_app, buyer)
                 flushed = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
                 assert r.status_code == 201, r.text
-                commits = c.execute(
-                    "SELECT w.end_lsn FROM mk_test_walinspect.pg_get_wal_records_info(%s, pg_current_wal_flush_lsn()) w"
-                    ' WHERE w.resource_manager = \'Transaction\' AND w.record_type = \'COMMIT\''
-                    '   AND w.xid = (SELECT o.xmin FROM "Order" o WHERE o.id = %s)',
-                    (start, r.json()["id"])).fetchall()
-                assert len(commits) == 1, commits
-                assert commits[0][0] <= flushed, f"201 sent with the order's commit at {commits[0][0]}, flushed to {flushed}"
+                # (pg_walinspect refuses a start at the flush position: nothing flushed since)
+                assert c.execute("SELECT %s::pg_lsn > %s::pg_lsn", (flushed, start)).fetchone()[0], \
+                    f"201 sent with nothing flushed since the checkout began (at {start})"
+                rows = c.execute(records, (r.json()["id"], start)).fetchall()
+                commits = [end for rm, kind, end, ours in rows if rm == "Transaction" and kind == "COMMIT" and ours]
+                assert len(commits) == 1, rows
+                assert commits[0] <= flushed, f"201 sent with the order's commit at {commits[0]}, flushed to {flushed}"
+                barriers = [end for rm, _, end, _ in rows if rm == "LogicalMessage" and end > commits[0]]
+                if queued and not pgbouncer.enabled():  # PgBouncer's connections cannot ask for it
+                    assert barriers, f"the queued checkout was not released early: {rows}"
+                elif not queued:
+                    assert not barriers, rows
         finally:
             c.execute("DROP SCHEMA mk_test_walinspect CASCADE")
-    assert requests.get(http_app.url + f"/api/marketplace/products/{p['id']}").json()["stock"] == 2
+    assert requests.get(http_app.url + f"/api/marketplace/products/{p['id']}").json()["stock"] == 3
 
 
 def test_last_unit_race_over_http(http_app, http_db, seller):

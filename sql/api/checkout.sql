@@ -7,7 +7,8 @@
 -- UPDATEs come last: a product's row lock is held until commit, and that is what bounds
 -- throughput on a popular product. Prices are copied from the rows sold. With an idempotency
 -- key, the same key and payload return the original order (with "replayed": true) and create
--- nothing.
+-- nothing. A caller that set mk.release_early = 'on' may get a commit that does not wait for the
+-- disk when the checkout had to queue for a product (it then finds mk.flush_pending = 'on').
 -- Raises: MK503 maintenance; MKV00 bad address or key; MKI22 key reused with another payload;
 --         MK404 unknown user; MKE00 empty cart; MK400 insufficient stock (DETAIL lists every
 --         short product with requested and available).
@@ -32,6 +33,8 @@ DECLARE
     v_order_id  text;
     v_at        timestamptz := now();
     v_repriced  boolean := false;
+    v_queued    boolean := false;
+    v_key       integer;
     v_result    jsonb;
     i           integer;
 BEGIN
@@ -125,11 +128,21 @@ BEGIN
     -- more sales per second with the queue). Key order makes the queues deadlock-free even when
     -- two products share a key; a checkout holding all its keys has no other checkout to meet on
     -- its rows. Writers that skip the queue (DBAs, restocks) just meet the queue's head on the row.
+    -- A key that is not free at once means another buyer of the product is selling now: the
+    -- checkout queues, and notes that it did (see the early release below).
     IF array_length(v_pids, 1) = 1 THEN
-        PERFORM pg_advisory_xact_lock(1296782161, hashtext(v_pids[1]));
+        v_key := hashtext(v_pids[1]);
+        IF NOT pg_try_advisory_xact_lock(1296782161, v_key) THEN
+            v_queued := true;
+            PERFORM pg_advisory_xact_lock(1296782161, v_key);
+        END IF;
     ELSE
-        PERFORM pg_advisory_xact_lock(1296782161, q.k)
-        FROM (SELECT DISTINCT hashtext(u.pid) AS k FROM unnest(v_pids) AS u(pid) ORDER BY 1) q;
+        FOR v_key IN SELECT DISTINCT hashtext(u.pid) FROM unnest(v_pids) AS u(pid) ORDER BY 1 LOOP
+            IF NOT pg_try_advisory_xact_lock(1296782161, v_key) THEN
+                v_queued := true;
+                PERFORM pg_advisory_xact_lock(1296782161, v_key);
+            END IF;
+        END LOOP;
     END IF;
 
     -- Hot-row work last, in id order. A row that fails the condition was sold in the meantime.
@@ -167,6 +180,15 @@ BEGIN
                                              p_idempotency_key, v_at, v_items);
     END IF;
     PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
+    -- Early lock release, for callers that asked for it (setting mk.release_early = 'on') and
+    -- only when this checkout had to queue: the commit then does not wait for its WAL flush, so
+    -- the products' locks go to the next buyer as soon as the commit is recorded, not after the
+    -- disk write. The caller then sees mk.flush_pending = 'on' after this call and must not
+    -- acknowledge the sale before a later durable commit (one that writes WAL) has flushed
+    -- past it. Other callers (psql) always get a durable commit.
+    IF v_queued AND current_setting('mk.release_early', true) = 'on' THEN
+        PERFORM set_config('synchronous_commit', 'off', true), set_config('mk.flush_pending', 'on', true);
+    END IF;
     RETURN v_result;
 END
 $$;

@@ -16,7 +16,8 @@ AS $$
         '0006_login_throttle',
         '0007_checkout_uuid7_functions',
         '0008_time_ordered_ids',
-        '0009_ops_input_checks'
+        '0009_ops_input_checks',
+        '0010_checkout_early_release'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';

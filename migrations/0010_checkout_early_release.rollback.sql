@@ -1,0 +1,256 @@
+-- Rollback of 0010: restates sql/internal/expected_migrations.sql as migration 0009 defined it
+-- and sql/api/checkout.sql as migration 0007 defined it (checkout_result and checkout_replay
+-- are unchanged; api.checkout goes back to a durable commit in every case).
+
+-- ==== sql/internal/expected_migrations.sql (as in 0009) ====
+-- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
+-- to. Each new migration restates this function with its own id added, so
+-- api.integrity_report() can tell when a database lags behind its code.
+-- Raises: nothing. Callers: api.integrity_report.
+CREATE OR REPLACE FUNCTION internal.expected_migrations()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[
+        '0001_initial_marketplace_schema',
+        '0002_add_version_to_product',
+        '0003_core_rules',
+        '0004_api_functions',
+        '0005_checkout_stats',
+        '0006_login_throttle',
+        '0007_checkout_uuid7_functions',
+        '0008_time_ordered_ids',
+        '0009_ops_input_checks'
+    ]
+$$;
+COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
+REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;
+
+-- ==== sql/api/checkout.sql (as in 0007) ====
+-- api.checkout: turns the buyer's whole cart into one PENDING_PAYMENT order, atomically.
+-- The cart is claimed with DELETE ... RETURNING, so two concurrent checkouts of one cart can never
+-- both get its lines (the second finds it empty). Quantities are summed per product and products
+-- are locked in id order, so two carts can never deadlock. Each decrement is conditional
+-- (stock >= quantity) and re-checked by PostgreSQL on the newest row version, so a busy product
+-- never yields a spurious conflict. The order and its items are written first and the hot-row
+-- UPDATEs come last: a product's row lock is held until commit, and that is what bounds
+-- throughput on a popular product. Prices are copied from the rows sold. With an idempotency
+-- key, the same key and payload return the original order (with "replayed": true) and create
+-- nothing.
+-- Raises: MK503 maintenance; MKV00 bad address or key; MKI22 key reused with another payload;
+--         MK404 unknown user; MKE00 empty cart; MK400 insufficient stock (DETAIL lists every
+--         short product with requested and available).
+-- Callers: marketplace_app (HTTP), DBAs.
+CREATE OR REPLACE FUNCTION api.checkout(
+    p_user_id text,
+    p_shipping_address jsonb,
+    p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_hash      text;
+    v_pids      text[];
+    v_qtys      integer[];
+    v_prices    numeric(10,2)[];
+    v_price     numeric(10,2);
+    v_total     numeric;
+    v_short     jsonb;
+    v_items     jsonb;
+    v_order_id  text;
+    v_at        timestamptz := now();
+    v_repriced  boolean := false;
+    v_result    jsonb;
+    i           integer;
+BEGIN
+    PERFORM internal.assert_writable();
+
+    IF p_shipping_address IS NULL OR jsonb_typeof(p_shipping_address) <> 'object'
+       OR p_shipping_address = '{}'::jsonb OR length(p_shipping_address::text) > 4096 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00',
+            MESSAGE = 'shipping address must be a non-empty JSON object of at most 4096 bytes',
+            DETAIL = jsonb_build_object('field', 'shippingAddress')::text;
+    END IF;
+    IF p_idempotency_key IS NOT NULL AND (length(p_idempotency_key) NOT BETWEEN 1 AND 255) THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00',
+            MESSAGE = 'idempotency key must be 1 to 255 characters',
+            DETAIL = jsonb_build_object('field', 'idempotencyKey')::text;
+    END IF;
+
+    -- jsonb's text form is canonical (key order, whitespace), so equal payloads hash equally.
+    v_hash := md5(p_shipping_address::text);
+    IF p_idempotency_key IS NOT NULL THEN
+        v_result := internal.checkout_replay(p_user_id, p_idempotency_key, v_hash);
+        IF v_result IS NOT NULL THEN
+            RETURN v_result;
+        END IF;
+    END IF;
+
+    -- Claim the cart (a concurrent checkout of the same cart waits here, then finds it empty) and
+    -- take a lock-free look at stock and prices: a sold-out product fails here without queueing
+    -- on its row lock, and the prices read are the ones the order is written with.
+    WITH claimed AS (
+        DELETE FROM "CartItem" c WHERE c."userId" = p_user_id
+        RETURNING c."productId", c.quantity
+    ), summed AS (
+        SELECT "productId" AS pid, sum(quantity)::integer AS qty FROM claimed GROUP BY 1
+    )
+    SELECT array_agg(s.pid ORDER BY s.pid), array_agg(s.qty ORDER BY s.pid),
+           array_agg(p.price ORDER BY s.pid), sum(p.price * s.qty),
+           jsonb_agg(jsonb_build_object('productId', s.pid, 'quantity', s.qty,
+                                        'unitPrice', p.price) ORDER BY s.pid),
+           jsonb_agg(jsonb_build_object('productId', s.pid, 'requested', s.qty,
+                                        'available', coalesce(p.stock, 0)) ORDER BY s.pid)
+               FILTER (WHERE coalesce(p.stock, 0) < s.qty)
+    INTO v_pids, v_qtys, v_prices, v_total, v_items, v_short
+    FROM summed s LEFT JOIN "Product" p ON p.id = s.pid;
+
+    IF v_pids IS NULL THEN
+        -- A twin with the same key that held the cart has just committed: its order is visible now.
+        IF p_idempotency_key IS NOT NULL THEN
+            v_result := internal.checkout_replay(p_user_id, p_idempotency_key, v_hash);
+            IF v_result IS NOT NULL THEN
+                RETURN v_result;
+            END IF;
+        END IF;
+        PERFORM 1 FROM "User" u WHERE u.id = p_user_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'user not found',
+                DETAIL = jsonb_build_object('userId', p_user_id)::text;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'MKE00', MESSAGE = 'the cart is empty',
+            DETAIL = jsonb_build_object('userId', p_user_id)::text,
+            HINT = 'Add items with api.add_to_cart first.';
+    END IF;
+    IF v_short IS NOT NULL THEN
+        PERFORM internal.raise_insufficient_stock(v_short);
+    END IF;
+    IF v_total > 99999999.99 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'order total exceeds 99,999,999.99',
+            DETAIL = jsonb_build_object('total', v_total)::text,
+            HINT = 'Split the order.';
+    END IF;
+
+    -- The order is written before any product row is locked: the lock is held until commit, so
+    -- whatever runs after the first UPDATE below delays every other buyer of that product.
+    v_order_id := internal.uuid7()::text;
+    WITH o AS (
+        INSERT INTO "Order" (id, "userId", status, total, "shippingAddress", "idempotencyKey",
+                             "requestHash", "createdAt", "updatedAt")
+        VALUES (v_order_id, p_user_id, 'PENDING_PAYMENT', v_total, p_shipping_address,
+                p_idempotency_key, v_hash, v_at, v_at)
+        RETURNING id
+    )
+    INSERT INTO "OrderItem" ("orderId", "productId", quantity, "unitPrice")
+    SELECT o.id, u.pid, u.qty, u.price FROM o, unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
+    v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
+                                         p_idempotency_key, v_at, v_items);
+
+    -- Join each product's sale queue: a transaction-scoped advisory lock per product, keyed by
+    -- (1296782161, hashtext(id)), taken in key order. Buyers of one product then wait in a FIFO
+    -- queue and each commit wakes only the next one; waiting on the row lock itself instead, every
+    -- commit wakes all of them to fight over the row (measured on one hot product: about 15 %
+    -- more sales per second with the queue). Key order makes the queues deadlock-free even when
+    -- two products share a key; a checkout holding all its keys has no other checkout to meet on
+    -- its rows. Writers that skip the queue (DBAs, restocks) just meet the queue's head on the row.
+    IF array_length(v_pids, 1) = 1 THEN
+        PERFORM pg_advisory_xact_lock(1296782161, hashtext(v_pids[1]));
+    ELSE
+        PERFORM pg_advisory_xact_lock(1296782161, q.k)
+        FROM (SELECT DISTINCT hashtext(u.pid) AS k FROM unnest(v_pids) AS u(pid) ORDER BY 1) q;
+    END IF;
+
+    -- Hot-row work last, in id order. A row that fails the condition was sold in the meantime.
+    PERFORM set_config('mk.stock_reason', 'CHECKOUT', true), set_config('mk.order_id', v_order_id, true);
+    FOR i IN 1 .. array_length(v_pids, 1) LOOP
+        UPDATE "Product" p SET stock = p.stock - v_qtys[i]
+        WHERE p.id = v_pids[i] AND p.stock >= v_qtys[i]
+        RETURNING p.price INTO v_price;
+        IF NOT FOUND THEN
+            SELECT jsonb_agg(jsonb_build_object('productId', c.pid, 'requested', c.qty,
+                                                'available', coalesce(p.stock, 0)) ORDER BY c.pid)
+            INTO v_short
+            FROM unnest(v_pids[i:], v_qtys[i:]) AS c(pid, qty)
+            LEFT JOIN "Product" p ON p.id = c.pid
+            WHERE c.pid = v_pids[i] OR coalesce(p.stock, 0) < c.qty;
+            PERFORM internal.raise_insufficient_stock(v_short);
+        END IF;
+        IF v_price <> v_prices[i] THEN
+            -- The price changed since the look above: the buyer pays the price of the row sold.
+            v_repriced := true;
+            v_prices[i] := v_price;
+        END IF;
+    END LOOP;
+    IF v_repriced THEN
+        SELECT sum(u.price * u.qty),
+               jsonb_agg(jsonb_build_object('productId', u.pid, 'quantity', u.qty, 'unitPrice', u.price)
+                         ORDER BY u.pid)
+        INTO v_total, v_items
+        FROM unnest(v_pids, v_qtys, v_prices) AS u(pid, qty, price);
+        UPDATE "OrderItem" i SET "unitPrice" = u.price
+        FROM unnest(v_pids, v_prices) AS u(pid, price)
+        WHERE i."orderId" = v_order_id AND i."productId" = u.pid AND i."unitPrice" <> u.price;
+        UPDATE "Order" o SET total = v_total WHERE o.id = v_order_id;
+        v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
+                                             p_idempotency_key, v_at, v_items);
+    END IF;
+    PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
+    RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION api.checkout(text, jsonb, text) IS
+    'Turns the buyer''s cart into one PENDING_PAYMENT order atomically (all lines or none), decrementing stock; replays by idempotency key.';
+REVOKE ALL ON FUNCTION api.checkout(text, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.checkout(text, jsonb, text) TO marketplace_app;
+
+-- internal.checkout_result: the JSON api.checkout answers with, built from what it wrote (so the
+-- order need not be read back). A single SELECT of one expression, with no SET clause and no
+-- sub-query, so the planner inlines it into the caller's expression: on every checkout's path,
+-- a SQL function that is not inlined is parsed and planned again in every transaction.
+-- Raises: nothing. Callers: api.checkout.
+CREATE OR REPLACE FUNCTION internal.checkout_result(
+    p_order_id text, p_user_id text, p_total numeric, p_address jsonb, p_key text,
+    p_at timestamptz, p_items jsonb)
+RETURNS jsonb
+LANGUAGE sql STABLE
+AS $$
+    SELECT jsonb_build_object(
+        'id', p_order_id, 'userId', p_user_id, 'status', 'PENDING_PAYMENT', 'total', p_total,
+        'shippingAddress', p_address, 'idempotencyKey', p_key,
+        'createdAt', p_at, 'updatedAt', p_at, 'replayed', false, 'items', p_items)
+$$;
+COMMENT ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, jsonb) IS
+    'The JSON result of api.checkout, built from the values it wrote.';
+REVOKE ALL ON FUNCTION internal.checkout_result(text, text, numeric, jsonb, text, timestamptz, jsonb) FROM PUBLIC;
+
+-- internal.checkout_replay: the original order for a replayed idempotency key, or NULL when the
+-- key is new.
+-- Raises: MKI22 when the key was used with another payload. Callers: api.checkout.
+CREATE OR REPLACE FUNCTION internal.checkout_replay(p_user_id text, p_key text, p_hash text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_existing record;
+BEGIN
+    SELECT o.id, o."requestHash" INTO v_existing
+    FROM "Order" o
+    WHERE o."userId" = p_user_id AND o."idempotencyKey" = p_key;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_existing."requestHash" IS DISTINCT FROM p_hash THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKI22',
+            MESSAGE = 'this idempotency key was already used with another payload',
+            DETAIL = jsonb_build_object('idempotencyKey', p_key, 'orderId', v_existing.id)::text,
+            HINT = 'Use a new key for a new checkout.';
+    END IF;
+    RETURN internal.order_json(v_existing.id) || jsonb_build_object('replayed', true);
+END
+$$;
+COMMENT ON FUNCTION internal.checkout_replay(text, text, text) IS
+    'The original order of a replayed idempotency key (MKI22 when the payload differs), or NULL.';
+REVOKE ALL ON FUNCTION internal.checkout_replay(text, text, text) FROM PUBLIC;
