@@ -133,7 +133,10 @@ def pgbench(server: Postgres, dbname: str, user: str | None, script: str, client
     for k, v in variables.items():
         cmd += ["-D", f"{k}={v}"]
     cmd.append(server.dsn(dbname, user))
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if user == APP_ROLE:  # as the app's pool connects: queued checkouts may release early
+        env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " -c mk.release_early=on").strip()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out = r.stdout
     aborted = r.returncode != 0
     if aborted:
@@ -353,9 +356,9 @@ def print_table(results: list[Result], big: int) -> None:
     lat = large.pct(0.5) / small.pct(0.5)
     mean = large.mean_ms / small.mean_ms
     print(f"hot checkout tps / hot bare tps      = {hot:.2f}  (target >= 0.70)  {'PASS' if hot >= 0.70 else 'FAIL'}"
-          "   [one transaction and one commit per sale, as the bare update]")
-    print(f"hot checkout-2tx tps / hot bare tps  = {hot2:.2f}  (not a target: two commits per sale, "
-          "as over HTTP)")
+          "   [one transaction per sale, as the bare update, plus the durability barrier]")
+    print(f"hot checkout-2tx tps / hot bare tps  = {hot2:.2f}  (not a target: cart and checkout in two "
+          "transactions, as over HTTP)")
     label = "1M" if big == 1_000_000 else f"{big // 1000}k"
     print(f"p50({label}) / p50(1k) checkout latency   = {lat:.2f}  (target <= 1.20)  {'PASS' if lat <= 1.20 else 'FAIL'}"
           f"   [mean ratio {mean:.2f}]")
