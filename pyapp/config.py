@@ -7,7 +7,9 @@ LOCK_TIMEOUT_MS (default 2000), STATEMENT_TIMEOUT_MS (default 5000), WORKERS (gu
 processes, default 2), THREADS (threads per worker, default 8), DB_PGBOUNCER (1 when DATABASE_URL
 goes through PgBouncer in transaction pooling mode: no server-side prepared statements and no
 startup `options`, so LOCK_TIMEOUT_MS and STATEMENT_TIMEOUT_MS are not sent and must be set on the
-role instead; see docs/scaling.md).
+role instead; see docs/scaling.md), DB_RELEASE_EARLY (default 1: a checkout that queued for its
+product may commit without waiting for the disk, and its 201 waits for a durable commit after it;
+0 for a durable commit every time; see docs/design.md).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class Config:
     lock_timeout_ms: int
     statement_timeout_ms: int
     pgbouncer: bool = False
+    release_early: bool = True
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -61,6 +64,7 @@ class Config:
             lock_timeout_ms=_int("LOCK_TIMEOUT_MS", 2000, 1, 600_000),
             statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
             pgbouncer=bool(_int("DB_PGBOUNCER", 0, 0, 1)),
+            release_early=bool(_int("DB_RELEASE_EARLY", 1, 0, 1)),
         )
 
 

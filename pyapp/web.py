@@ -162,8 +162,8 @@ class Database:
                         # mk.release_early: api.checkout may commit a queued sale without waiting
                         # for the disk; the checkout route then waits for it (Db.await_durable).
                         kwargs["options"] = (f"-c lock_timeout={cfg.lock_timeout_ms} "
-                                             f"-c statement_timeout={cfg.statement_timeout_ms} "
-                                             "-c mk.release_early=on")
+                                             f"-c statement_timeout={cfg.statement_timeout_ms}"
+                                             + (" -c mk.release_early=on" if cfg.release_early else ""))
                     pool = ConnectionPool(
                         cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
                         timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300,

@@ -243,59 +243,66 @@ def test_idempotent_checkout(http_app, http_db, seller):
     assert requests.get(http_app.url + f"/api/marketplace/products/{p['id']}").json()["stock"] == 4
 
 
-def test_checkout_answers_only_once_the_order_is_on_disk(http_app, http_db, seller):
+@pytest.mark.parametrize("release_early", [True, False], ids=["release_early", "DB_RELEASE_EARLY=0"])
+def test_checkout_answers_only_once_the_order_is_on_disk(http_app, http_db, seller, release_early):
     """No 201 before the order is durable: when the answer arrives, the WAL must already be
     flushed past the order's commit record. One checkout runs alone (a durable commit); the other
     queues behind a held sale of the product, so it commits without waiting for the disk
     (early release) and the app must wait for a later durable commit, the logical message it
     writes, before answering. Answered at once, that 201 arrives before the walwriter's next
     flush (tried: the check failed 3 times out of 3); so does one made durable by a commit that
-    wrote no WAL."""
+    wrote no WAL. With DB_RELEASE_EARLY=0 both commits are durable and no message is written."""
     from tests import pgbouncer
+    from tests.http_server import HttpServer
 
+    app = http_app if release_early else HttpServer(http_db[1], DB_RELEASE_EARLY="0").start()
     _, buyer = make_user(http_db)
     p = make_product(http_app, seller[1], stock=5)
     records = ("SELECT w.resource_manager, w.record_type, w.end_lsn, w.xid = (SELECT o.xmin FROM \"Order\" o"
                " WHERE o.id = %s) FROM mk_test_walinspect.pg_get_wal_records_info(%s, pg_current_wal_flush_lsn()) w"
                " WHERE w.resource_manager IN ('Transaction', 'LogicalMessage') ORDER BY w.start_lsn")
-    with psycopg.connect(http_db[0], autocommit=True) as c, psycopg.connect(http_db[0]) as holder:
-        c.execute("CREATE SCHEMA mk_test_walinspect")
-        try:
-            c.execute("CREATE EXTENSION pg_walinspect SCHEMA mk_test_walinspect")
-            for queued in (False, True):
-                assert add(http_app, buyer, p["id"], 1).status_code == 201
-                start = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]  # walinspect reads flushed WAL
-                if queued:
-                    holder.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (p["id"],))
-                    answer: dict = {}
-                    t = threading.Thread(target=lambda: answer.update(r=checkout(http_app, buyer)))
-                    t.start()
-                    deadline = time.monotonic() + 10
-                    while not c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                                        ).fetchone()[0]:
-                        assert time.monotonic() < deadline, "the checkout never queued"
-                        time.sleep(0.01)
-                    holder.commit()
-                    t.join(10)
-                    r = answer["r"]
-                else:
-                    r = checkout(http_app, buyer)
-                flushed = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
-                assert r.status_code == 201, r.text
-                # (pg_walinspect refuses a start at the flush position: nothing flushed since)
-                assert c.execute("SELECT %s::pg_lsn > %s::pg_lsn", (flushed, start)).fetchone()[0], \
-                    f"201 sent with nothing flushed since the checkout began (at {start})"
-                rows = c.execute(records, (r.json()["id"], start)).fetchall()
-                commits = [end for rm, kind, end, ours in rows if rm == "Transaction" and kind == "COMMIT" and ours]
-                assert len(commits) == 1, rows
-                assert commits[0] <= flushed, f"201 sent with the order's commit at {commits[0]}, flushed to {flushed}"
-                barriers = [end for rm, _, end, _ in rows if rm == "LogicalMessage" and end > commits[0]]
-                if queued and not pgbouncer.enabled():  # PgBouncer's connections cannot ask for it
-                    assert barriers, f"the queued checkout was not released early: {rows}"
-                elif not queued:
-                    assert not barriers, rows
-        finally:
-            c.execute("DROP SCHEMA mk_test_walinspect CASCADE")
+    try:
+        with psycopg.connect(http_db[0], autocommit=True) as c, psycopg.connect(http_db[0]) as holder:
+            c.execute("CREATE SCHEMA mk_test_walinspect")
+            try:
+                c.execute("CREATE EXTENSION pg_walinspect SCHEMA mk_test_walinspect")
+                for queued in (False, True):
+                    assert add(app, buyer, p["id"], 1).status_code == 201
+                    start = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]  # walinspect reads flushed WAL
+                    if queued:
+                        holder.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (p["id"],))
+                        answer: dict = {}
+                        t = threading.Thread(target=lambda: answer.update(r=checkout(app, buyer)))
+                        t.start()
+                        deadline = time.monotonic() + 10
+                        while not c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                            " AND NOT granted").fetchone()[0]:
+                            assert time.monotonic() < deadline, "the checkout never queued"
+                            time.sleep(0.01)
+                        holder.commit()
+                        t.join(10)
+                        r = answer["r"]
+                    else:
+                        r = checkout(app, buyer)
+                    flushed = c.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
+                    assert r.status_code == 201, r.text
+                    # (pg_walinspect refuses a start at the flush position: nothing flushed since)
+                    assert c.execute("SELECT %s::pg_lsn > %s::pg_lsn", (flushed, start)).fetchone()[0], \
+                        f"201 sent with nothing flushed since the checkout began (at {start})"
+                    rows = c.execute(records, (r.json()["id"], start)).fetchall()
+                    commits = [end for rm, kind, end, ours in rows if rm == "Transaction" and kind == "COMMIT" and ours]
+                    assert len(commits) == 1, rows
+                    assert commits[0] <= flushed, f"201 sent with the order's commit at {commits[0]}, flushed to {flushed}"
+                    barriers = [end for rm, _, end, _ in rows if rm == "LogicalMessage" and end > commits[0]]
+                    if queued and release_early and not pgbouncer.enabled():  # PgBouncer's cannot ask
+                        assert barriers, f"the queued checkout was not released early: {rows}"
+                    else:
+                        assert not barriers, rows
+            finally:
+                c.execute("DROP SCHEMA mk_test_walinspect CASCADE")
+    finally:
+        if app is not http_app:
+            app.stop()
     assert requests.get(http_app.url + f"/api/marketplace/products/{p['id']}").json()["stock"] == 3
 
 
