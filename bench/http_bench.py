@@ -210,6 +210,15 @@ def postmaster_pid(pg: "Postgres") -> int | None:
 # ---------------------------------------------------------------- gunicorn
 
 
+def cpu_during(pg: "Postgres", srv: "Gunicorn", work) -> tuple[float, float]:
+    """Runs work(); returns the CPU seconds the server's process tree and the PostgreSQL cluster
+    used meanwhile (the cluster's is NaN on BENCH_DATABASE_URL)."""
+    pm = postmaster_pid(pg)
+    app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
+    work()
+    return tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
+
+
 class Gunicorn:
     """One gunicorn (pyapp/gunicorn_conf.py) on a free 127.0.0.1 port, in its own session so that
     a Ctrl-C reaches only this script, which then stops it."""
@@ -351,10 +360,7 @@ def measured_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connect
     before = snapshot(pg, dbname)
     log(f"{srv.name}/{block.name}: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s, "
         f"buyers b{block.first}..b{block.first + block.size - 1}")
-    pm = postmaster_pid(pg)
-    app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
-    wrk(srv, block, connections, seconds, logdir, run)
-    run.cpu_app_s, run.cpu_db_s = tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
+    run.cpu_app_s, run.cpu_db_s = cpu_during(pg, srv, lambda: wrk(srv, block, connections, seconds, logdir, run))
     time.sleep(1.0)  # let requests still in flight when wrk stopped finish (and commit) first
     after = snapshot(pg, dbname)
     new_orders = after["orders"] - before["orders"]
@@ -410,11 +416,11 @@ def floor_run(pg: Postgres, srv: Gunicorn, connections: int, seconds: int, logdi
     """wrk GET <baseline>/health with no script: requests/s and CPU per request."""
     fl = Floor()
     log(f"floor: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s GET {srv.url}/health")
-    pm = postmaster_pid(pg)
-    app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
     cmd = ["wrk", "-c", str(connections), "-t", str(WRK_THREADS), "-d", f"{seconds}s", srv.url + "/health"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
-    fl.cpu_app_s, fl.cpu_db_s = tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
+    done: list[subprocess.CompletedProcess] = []
+    fl.cpu_app_s, fl.cpu_db_s = cpu_during(pg, srv, lambda: done.append(
+        subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)))
+    r = done[0]
     (logdir / "wrk-floor.txt").write_text(r.stdout + r.stderr)
     if r.returncode != 0:
         fl.failed = f"wrk exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}"
@@ -442,10 +448,8 @@ def sale_floor_run(pg: Postgres, dbname: str, srv: Gunicorn, scenario: str, conn
     block = Block(f"floor.{scenario}", scenario, 1, 10 ** 9)  # buyers are not used
     vacuum(pg, dbname)
     log(f"floor/{scenario}: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s POST {srv.url}/floor/sale")
-    pm = postmaster_pid(pg)
-    app0, db0 = tree_cpu_s(srv.proc.pid), tree_cpu_s(pm)
-    wrk(srv, block, connections, seconds, logdir, run, mode="floor")
-    run.cpu_app_s, run.cpu_db_s = tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
+    run.cpu_app_s, run.cpu_db_s = cpu_during(
+        pg, srv, lambda: wrk(srv, block, connections, seconds, logdir, run, mode="floor"))
     run.check = "not checked (sells stock without orders)"
     log(f"  {run.rate:.1f} sales/s, statuses {dict(sorted(run.statuses.items()))}, "
         f"p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms")
