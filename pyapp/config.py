@@ -10,11 +10,18 @@ startup `options`, so LOCK_TIMEOUT_MS and STATEMENT_TIMEOUT_MS are not sent and 
 role instead; see docs/scaling.md), DB_RELEASE_EARLY (default 1: a checkout that queued for its
 product may commit without waiting for the disk, and its 201 waits for a durable commit after it;
 0 for a durable commit every time; see docs/design.md).
+
+Security (docs/security.md): METRICS_TOKEN (when set, GET /metrics wants `Authorization: Bearer
+<it>`), TRUSTED_PROXIES (comma-separated addresses or networks of the reverse proxies whose
+X-Forwarded-For names the client; default none, so the client is the socket peer). Limits kept
+in the database, which `python -m pyapp serve` writes there when set (the app role cannot):
+MAX_UNPAID_ORDERS (default 3), REGISTRATIONS_PER_CLIENT_PER_HOUR (default 20).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _int(name: str, default: int, lo: int = 0, hi: int = 10**9) -> int:
@@ -28,6 +35,22 @@ def _int(name: str, default: int, lo: int = 0, hi: int = 10**9) -> int:
     if not lo <= value <= hi:
         raise SystemExit(f"{name} must be between {lo} and {hi}, not {value}")
     return value
+
+
+def _networks(name: str) -> tuple:
+    raw = os.environ.get(name, "").strip()
+    nets = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise SystemExit(f"{name} must list IP addresses or networks, not {part!r}") from None
+    return tuple(nets)
+
+
+def _limit(name: str) -> int | None:
+    """An optional positive limit: None when unset (the database keeps its own value)."""
+    return _int(name, 0, 1, 10**6) if os.environ.get(name, "").strip() else None
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,10 @@ class Config:
     statement_timeout_ms: int
     pgbouncer: bool = False
     release_early: bool = True
+    metrics_token: str = ""
+    trusted_proxies: tuple = field(default_factory=tuple)
+    max_unpaid_orders: int | None = None
+    registrations_per_client_per_hour: int | None = None
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -65,6 +92,10 @@ class Config:
             statement_timeout_ms=_int("STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000),
             pgbouncer=bool(_int("DB_PGBOUNCER", 0, 0, 1)),
             release_early=bool(_int("DB_RELEASE_EARLY", 1, 0, 1)),
+            metrics_token=os.environ.get("METRICS_TOKEN", ""),
+            trusted_proxies=_networks("TRUSTED_PROXIES"),
+            max_unpaid_orders=_limit("MAX_UNPAID_ORDERS"),
+            registrations_per_client_per_hour=_limit("REGISTRATIONS_PER_CLIENT_PER_HOUR"),
         )
 
 

@@ -80,7 +80,6 @@ $$;
 COMMENT ON FUNCTION api.register_user(text, text, text, text) IS
     'Self-service sign-up as BUYER or SELLER (MK403 for ADMIN, MKC09 when the email is taken).';
 REVOKE ALL ON FUNCTION api.register_user(text, text, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.register_user(text, text, text, text) TO marketplace_app;
 
 -- api.login_credentials: what the app needs to check a password: the user's id, role and encoded
 -- password hash, looked up by email case-insensitively; no row for an unknown email (the app then
@@ -137,7 +136,6 @@ $$;
 COMMENT ON FUNCTION api.issue_token(text, text, interval) IS
     'Stores a bearer token (its SHA-256 only) for a user, valid for ttl (default 24 hours).';
 REVOKE ALL ON FUNCTION api.issue_token(text, text, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.issue_token(text, text, interval) TO marketplace_app;
 
 -- api.revoke_token: revokes a bearer token (logout). Revoking an unknown or already revoked token
 -- is not an error; "revoked" says whether this call revoked it.
@@ -155,7 +153,6 @@ END
 $$;
 COMMENT ON FUNCTION api.revoke_token(text) IS 'Revokes a bearer token by its SHA-256 (logout).';
 REVOKE ALL ON FUNCTION api.revoke_token(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.revoke_token(text) TO marketplace_app;
 
 -- api.authenticate: the user id behind a bearer token's SHA-256, optionally requiring a role (an
 -- ADMIN satisfies any role). The app nests it into the one statement of a request, e.g.
@@ -193,4 +190,3 @@ $$;
 COMMENT ON FUNCTION api.authenticate(text, text) IS
     'User id behind a token hash (MK401 unknown/expired/revoked); MK403 without the required role (ADMIN satisfies any).';
 REVOKE ALL ON FUNCTION api.authenticate(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.authenticate(text, text) TO marketplace_app;

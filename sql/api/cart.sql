@@ -44,7 +44,6 @@ $$;
 COMMENT ON FUNCTION api.add_to_cart(text, text, integer) IS
     'Adds a cart line or raises its quantity; reserves no stock (checkout decides).';
 REVOKE ALL ON FUNCTION api.add_to_cart(text, text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.add_to_cart(text, text, integer) TO marketplace_app;
 
 -- api.set_cart_quantity: sets the quantity of an existing cart line.
 -- Raises: MK503 maintenance; MKV00 quantity outside 1..10000; MK404 no such line.
@@ -71,7 +70,6 @@ END
 $$;
 COMMENT ON FUNCTION api.set_cart_quantity(text, text, integer) IS 'Sets the quantity of an existing cart line.';
 REVOKE ALL ON FUNCTION api.set_cart_quantity(text, text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.set_cart_quantity(text, text, integer) TO marketplace_app;
 
 -- api.remove_from_cart: removes one cart line.
 -- Raises: MK503 maintenance; MK404 no such line. Callers: marketplace_app, DBAs.
@@ -92,7 +90,6 @@ END
 $$;
 COMMENT ON FUNCTION api.remove_from_cart(text, text) IS 'Removes one line from the buyer''s cart.';
 REVOKE ALL ON FUNCTION api.remove_from_cart(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.remove_from_cart(text, text) TO marketplace_app;
 
 -- api.get_cart: the buyer's cart with current prices, availability and total.
 -- Raises: nothing. Callers: marketplace_app, DBAs.
@@ -111,4 +108,3 @@ AS $$
 $$;
 COMMENT ON FUNCTION api.get_cart(text) IS 'The buyer''s cart lines with current price and availability, and the total.';
 REVOKE ALL ON FUNCTION api.get_cart(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.get_cart(text) TO marketplace_app;

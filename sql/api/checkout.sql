@@ -195,7 +195,6 @@ $$;
 COMMENT ON FUNCTION api.checkout(text, jsonb, text) IS
     'Turns the buyer''s cart into one PENDING_PAYMENT order atomically (all lines or none), decrementing stock; replays by idempotency key.';
 REVOKE ALL ON FUNCTION api.checkout(text, jsonb, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.checkout(text, jsonb, text) TO marketplace_app;
 
 -- internal.checkout_result: the JSON api.checkout answers with, built from what it wrote (so the
 -- order need not be read back). A single SELECT of one expression, with no SET clause and no

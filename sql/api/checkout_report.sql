@@ -64,4 +64,3 @@ $$;
 COMMENT ON FUNCTION api.checkout_report(interval) IS
     'Day-one report over the last p_since: checkouts by outcome, success rate, ConcurrencyErrors, retries per checkout, latency P50/P95/P99, negative stock, orders by status.';
 REVOKE ALL ON FUNCTION api.checkout_report(interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.checkout_report(interval) TO marketplace_app;

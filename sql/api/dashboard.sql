@@ -36,4 +36,3 @@ $$;
 COMMENT ON FUNCTION api.dashboard_stats(interval) IS
     'Operator dashboard figures: orders by status (all time, last hour), negative stock, unpaid orders past the hold window.';
 REVOKE ALL ON FUNCTION api.dashboard_stats(interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.dashboard_stats(interval) TO marketplace_app;

@@ -62,4 +62,3 @@ $$;
 COMMENT ON FUNCTION api.decrement_stock(text, integer, integer, text, text) IS
     'Versioned stock decrement: compare-and-swap on expected_version (MK409 on mismatch) or atomic conditional decrement (MK400 when short); returns the new version.';
 REVOKE ALL ON FUNCTION api.decrement_stock(text, integer, integer, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.decrement_stock(text, integer, integer, text, text) TO marketplace_app;

@@ -18,11 +18,13 @@ AS $$
         ('MK409', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification'),
         ('MKC09', 'ALREADY_EXISTS',         409, 'Already exists'),
         ('MKS09', 'INVALID_STATE',          409, 'Not allowed in the current state'),
+        ('MKQ09', 'MAX_PER_BUYER_EXCEEDED', 409, 'More than this product allows per buyer'),
+        ('MKU09', 'TOO_MANY_UNPAID_ORDERS', 409, 'Too many unpaid orders'),
         ('MKI22', 'IDEMPOTENCY_KEY_REUSED', 422, 'Idempotency key reused with another payload'),
         ('MKT29', 'TOO_MANY_ATTEMPTS',      429, 'Too many attempts'),
-        ('MK503', 'MAINTENANCE',            503, 'Service under maintenance')
+        ('MK503', 'MAINTENANCE',            503, 'Service under maintenance'),
+        ('MKN03', 'WEBHOOK_NOT_CONFIGURED', 503, 'Service unavailable')
 $$;
 COMMENT ON FUNCTION api.error_codes() IS
     'Registry of the project''s SQLSTATEs (class MK): code, HTTP status and title of each.';
 REVOKE ALL ON FUNCTION api.error_codes() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.error_codes() TO marketplace_app;

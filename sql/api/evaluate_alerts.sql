@@ -56,4 +56,3 @@ $$;
 COMMENT ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint) IS
     'Operational alert rules on live data (negative stock, ConcurrencyErrors, failed or cancelled orders, unpaid past the hold), one row each.';
 REVOKE ALL ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint) TO marketplace_app;

@@ -28,4 +28,3 @@ $$;
 COMMENT ON FUNCTION api.health() IS
     'Cheap health state for GET /health: migrations applied (ok or pending) and maintenance on or off.';
 REVOKE ALL ON FUNCTION api.health() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.health() TO marketplace_app;

@@ -61,4 +61,3 @@ $$;
 COMMENT ON FUNCTION api.integrity_report(interval) IS
     'Integrity checklist, one row per check: no negative stock, versions >= 1, stock = ledger, orders complete, none stuck past the hold window, migrations applied.';
 REVOKE ALL ON FUNCTION api.integrity_report(interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.integrity_report(interval) TO marketplace_app;

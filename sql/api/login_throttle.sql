@@ -61,4 +61,3 @@ $$;
 COMMENT ON FUNCTION api.begin_login(text, text) IS
     'Starts a password login: MKT29 after 5 failures per email or 20 per client address in 15 minutes; records the attempt as a failure until api.issue_token; returns the credentials.';
 REVOKE ALL ON FUNCTION api.begin_login(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.begin_login(text, text) TO marketplace_app;

@@ -23,7 +23,6 @@ $$;
 COMMENT ON FUNCTION api.set_maintenance(boolean) IS
     'Turns maintenance mode on or off; while on, every api write function raises MK503.';
 REVOKE ALL ON FUNCTION api.set_maintenance(boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.set_maintenance(boolean) TO marketplace_app;
 
 -- api.maintenance_status: whether maintenance mode is on, and since when.
 -- Raises: nothing. Callers: marketplace_app (/health), DBAs.
@@ -37,4 +36,3 @@ AS $$
 $$;
 COMMENT ON FUNCTION api.maintenance_status() IS 'Whether maintenance mode is on, and since when.';
 REVOKE ALL ON FUNCTION api.maintenance_status() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.maintenance_status() TO marketplace_app;

@@ -26,4 +26,3 @@ $$;
 COMMENT ON FUNCTION api.ops_snapshot(interval) IS
     'Scrape-time figures for /metrics: orders by status, products with negative stock, unpaid orders past the hold window.';
 REVOKE ALL ON FUNCTION api.ops_snapshot(interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.ops_snapshot(interval) TO marketplace_app;

@@ -38,7 +38,6 @@ $$;
 COMMENT ON FUNCTION api.cancel_order(text, text, text) IS
     'Cancels a not-yet-shipped order and returns its stock exactly once (MKS09 when no longer cancellable).';
 REVOKE ALL ON FUNCTION api.cancel_order(text, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.cancel_order(text, text, text) TO marketplace_app;
 
 -- api.record_payment: records a payment outcome. PENDING_PAYMENT or PAYMENT_FAILED becomes PAID on
 -- success, PAYMENT_FAILED on failure (the stock stays held, so the buyer can pay again within the
@@ -92,7 +91,6 @@ $$;
 COMMENT ON FUNCTION api.record_payment(text, boolean, text) IS
     'Records a payment outcome: PAID on success, PAYMENT_FAILED on failure (stock stays held); repeats change nothing.';
 REVOKE ALL ON FUNCTION api.record_payment(text, boolean, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.record_payment(text, boolean, text) TO marketplace_app;
 
 -- api.expire_pending_orders: cancels up to p_batch_size unpaid (PENDING_PAYMENT or
 -- PAYMENT_FAILED) orders older than the hold window and returns their stock exactly once.
@@ -145,7 +143,6 @@ $$;
 COMMENT ON FUNCTION api.expire_pending_orders(interval, integer) IS
     'Cancels up to batch_size unpaid orders older than the hold window and returns their stock exactly once; safe to run concurrently.';
 REVOKE ALL ON FUNCTION api.expire_pending_orders(interval, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.expire_pending_orders(interval, integer) TO marketplace_app;
 
 -- api.get_order: one order with its items. With p_user_id, only that user's order is found
 -- (another user's order is reported as not found, so ids cannot be probed).
@@ -168,7 +165,6 @@ END
 $$;
 COMMENT ON FUNCTION api.get_order(text, text) IS 'One order with its items; MK404 when absent or another user''s.';
 REVOKE ALL ON FUNCTION api.get_order(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.get_order(text, text) TO marketplace_app;
 
 -- api.list_orders: the user's orders, newest first, with their items.
 -- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
@@ -192,4 +188,3 @@ END
 $$;
 COMMENT ON FUNCTION api.list_orders(text, integer) IS 'The user''s orders, newest first, with items.';
 REVOKE ALL ON FUNCTION api.list_orders(text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.list_orders(text, integer) TO marketplace_app;

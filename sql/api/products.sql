@@ -39,7 +39,6 @@ $$;
 COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text) IS
     'Lists a new product for a SELLER or ADMIN; its initial stock is the ledger''s opening balance.';
 REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.create_product(text, text, numeric, integer, text) TO marketplace_app;
 
 -- api.get_product: one product as JSON (its version is the HTTP ETag).
 -- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.
@@ -61,7 +60,6 @@ END
 $$;
 COMMENT ON FUNCTION api.get_product(text) IS 'One product as JSON; MK404 when absent.';
 REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.get_product(text) TO marketplace_app;
 
 -- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
 -- pagination, so a page costs the same at any depth of a large catalogue).
@@ -88,4 +86,3 @@ $$;
 COMMENT ON FUNCTION api.list_products(integer, text) IS
     'A page of products in id order after a cursor: {items, next}.';
 REVOKE ALL ON FUNCTION api.list_products(integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.list_products(integer, text) TO marketplace_app;

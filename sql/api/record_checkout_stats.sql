@@ -86,4 +86,3 @@ $$;
 COMMENT ON FUNCTION api.record_checkout_stats(jsonb) IS
     'Adds an HTTP worker''s per-minute checkout outcomes, retries, ConcurrencyErrors and latency buckets to the persisted totals.';
 REVOKE ALL ON FUNCTION api.record_checkout_stats(jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.record_checkout_stats(jsonb) TO marketplace_app;

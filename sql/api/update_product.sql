@@ -98,4 +98,3 @@ $$;
 COMMENT ON FUNCTION api.update_product(text, integer, jsonb, text) IS
     'Edits a product (name, description, price, stock or stockDelta) if expected_version is still current (MK409 otherwise).';
 REVOKE ALL ON FUNCTION api.update_product(text, integer, jsonb, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.update_product(text, integer, jsonb, text) TO marketplace_app;

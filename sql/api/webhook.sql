@@ -39,4 +39,3 @@ $$;
 COMMENT ON FUNCTION api.payment_webhook(text, text, boolean, text) IS
     'Accepts a verified payment-webhook signature once (MK401 on reuse) and records the payment outcome in the same transaction.';
 REVOKE ALL ON FUNCTION api.payment_webhook(text, text, boolean, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.payment_webhook(text, text, boolean, text) TO marketplace_app;
