@@ -17,7 +17,9 @@ AS $$
         '0007_checkout_uuid7_functions',
         '0008_time_ordered_ids',
         '0009_ops_input_checks',
-        '0010_checkout_early_release'
+        '0010_checkout_early_release',
+        '0011_app_boundary_schema',
+        '0012_app_boundary_functions'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
