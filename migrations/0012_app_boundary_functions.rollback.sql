@@ -24,15 +24,15 @@ DROP FUNCTION IF EXISTS app.login_parameters(text, text);
 DROP FUNCTION IF EXISTS app.register(text, text, text, text, text);
 DROP FUNCTION IF EXISTS internal.registration_retry_after(text);
 DROP FUNCTION IF EXISTS app.check_registration(text);
-DROP FUNCTION IF EXISTS api.set_limits(jsonb);
-DROP FUNCTION IF EXISTS api.limits();
 DROP FUNCTION IF EXISTS api.webhook_secrets();
 DROP FUNCTION IF EXISTS api.retire_webhook_secrets();
 DROP FUNCTION IF EXISTS api.set_webhook_secret(text);
+DROP FUNCTION IF EXISTS api.create_product(text, text, numeric, integer, text, integer);
 DROP FUNCTION IF EXISTS api.lift_login_throttle(text, text);
 DROP FUNCTION IF EXISTS internal.raise_login_throttled(integer);
 DROP FUNCTION IF EXISTS internal.login_throttle(text, text);
-DROP FUNCTION IF EXISTS api.create_product(text, text, numeric, integer, text, integer);
+DROP FUNCTION IF EXISTS api.set_limits(jsonb);
+DROP FUNCTION IF EXISTS api.limits();
 DROP FUNCTION IF EXISTS internal.b64url(bytea);
 DROP FUNCTION IF EXISTS internal.password_hash_parts(text);
 DROP FUNCTION IF EXISTS internal.scrypt_target();
@@ -63,129 +63,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
 REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;
-
--- ==== sql/api/error_codes.sql at a6379b6 ====
--- api.error_codes: the one registry of every SQLSTATE the project raises.
--- Each code is in the project's own class MK (the SQL standard reserves classes 0-4 and A-H,
--- PostgreSQL uses 5, P, X and Y). The HTTP app loads this table at start-up to map errors, and a
--- test checks that the README's error table says the same.
--- Raises: nothing. Callers: anyone with EXECUTE (the HTTP app, DBAs, CI).
-CREATE OR REPLACE FUNCTION api.error_codes()
-RETURNS TABLE (sqlstate text, code text, http_status integer, title text)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    VALUES
-        ('MK400', 'INSUFFICIENT_STOCK',     400, 'Stock insuficiente'),
-        ('MKE00', 'EMPTY_CART',             400, 'The cart is empty'),
-        ('MKV00', 'INVALID_ARGUMENT',       400, 'Invalid argument'),
-        ('MK401', 'UNAUTHENTICATED',        401, 'Authentication required'),
-        ('MK403', 'FORBIDDEN',              403, 'Not allowed'),
-        ('MK404', 'NOT_FOUND',              404, 'Not found'),
-        ('MK409', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification'),
-        ('MKC09', 'ALREADY_EXISTS',         409, 'Already exists'),
-        ('MKS09', 'INVALID_STATE',          409, 'Not allowed in the current state'),
-        ('MKI22', 'IDEMPOTENCY_KEY_REUSED', 422, 'Idempotency key reused with another payload'),
-        ('MKT29', 'TOO_MANY_ATTEMPTS',      429, 'Too many attempts'),
-        ('MK503', 'MAINTENANCE',            503, 'Service under maintenance')
-$$;
-COMMENT ON FUNCTION api.error_codes() IS
-    'Registry of the project''s SQLSTATEs (class MK): code, HTTP status and title of each.';
-REVOKE ALL ON FUNCTION api.error_codes() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.error_codes() TO marketplace_app;
-
--- ==== sql/api/products.sql at a6379b6 ====
--- api.create_product: a seller (or admin) lists a new product; its initial stock opens the ledger.
--- Raises: MK503 maintenance; MKV00 bad name, price or stock; MK404 unknown seller;
---         MK403 the seller is a BUYER.
--- Callers: marketplace_app, DBAs.
-CREATE OR REPLACE FUNCTION api.create_product(
-    p_seller_id text,
-    p_name text,
-    p_price numeric,
-    p_stock integer,
-    p_description text DEFAULT '')
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    v_role text;
-    v_row  "Product";
-BEGIN
-    PERFORM internal.assert_writable();
-    SELECT u.role INTO v_role FROM "User" u WHERE u.id = p_seller_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'seller not found',
-            DETAIL = jsonb_build_object('sellerId', p_seller_id)::text;
-    END IF;
-    IF v_role NOT IN ('SELLER', 'ADMIN') THEN
-        RAISE EXCEPTION USING ERRCODE = 'MK403', MESSAGE = 'only sellers and admins may list products',
-            DETAIL = jsonb_build_object('role', v_role)::text;
-    END IF;
-    PERFORM internal.json_text(jsonb_build_object('name', p_name), 'name', 1, 200),
-            internal.json_text(jsonb_build_object('description', coalesce(p_description, '')), 'description', 0, 5000),
-            internal.json_number(jsonb_build_object('price', p_price), 'price', 0, 99999999.99, false),
-            internal.json_number(jsonb_build_object('stock', p_stock), 'stock', 0, 1000000000, true);
-    INSERT INTO "Product" (name, description, price, stock, "sellerId")
-    VALUES (btrim(p_name), btrim(coalesce(p_description, '')), p_price, p_stock, p_seller_id)
-    RETURNING * INTO v_row;
-    RETURN internal.product_json(v_row);
-END
-$$;
-COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text) IS
-    'Lists a new product for a SELLER or ADMIN; its initial stock is the ledger''s opening balance.';
-REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.create_product(text, text, numeric, integer, text) TO marketplace_app;
-
--- api.get_product: one product as JSON (its version is the HTTP ETag).
--- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.
-CREATE OR REPLACE FUNCTION api.get_product(p_product_id text)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    v_row "Product";
-BEGIN
-    SELECT * INTO v_row FROM "Product" p WHERE p.id = p_product_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'product not found',
-            DETAIL = jsonb_build_object('productId', p_product_id)::text;
-    END IF;
-    RETURN internal.product_json(v_row);
-END
-$$;
-COMMENT ON FUNCTION api.get_product(text) IS 'One product as JSON; MK404 when absent.';
-REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.get_product(text) TO marketplace_app;
-
--- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
--- pagination, so a page costs the same at any depth of a large catalogue).
--- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
-CREATE OR REPLACE FUNCTION api.list_products(p_limit integer DEFAULT 50, p_after text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    v_items jsonb;
-BEGIN
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 200 THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'limit must be between 1 and 200',
-            DETAIL = jsonb_build_object('field', 'limit', 'value', p_limit)::text;
-    END IF;
-    SELECT coalesce(jsonb_agg(internal.product_json(p) ORDER BY p.id), '[]'::jsonb) INTO v_items
-    FROM (SELECT * FROM "Product" p WHERE p_after IS NULL OR p.id > p_after ORDER BY p.id LIMIT p_limit) p;
-    RETURN jsonb_build_object(
-        'items', v_items,
-        'next', CASE WHEN jsonb_array_length(v_items) = p_limit THEN v_items -> (p_limit - 1) ->> 'id' END);
-END
-$$;
-COMMENT ON FUNCTION api.list_products(integer, text) IS
-    'A page of products in id order after a cursor: {items, next}.';
-REVOKE ALL ON FUNCTION api.list_products(integer, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION api.list_products(integer, text) TO marketplace_app;
 
 -- ==== sql/api/auth.sql at a6379b6 ====
 -- api.create_user: creates a user of any role (BUYER, SELLER or ADMIN). The password never reaches
@@ -385,6 +262,36 @@ COMMENT ON FUNCTION api.authenticate(text, text) IS
 REVOKE ALL ON FUNCTION api.authenticate(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.authenticate(text, text) TO marketplace_app;
 
+-- ==== sql/api/error_codes.sql at a6379b6 ====
+-- api.error_codes: the one registry of every SQLSTATE the project raises.
+-- Each code is in the project's own class MK (the SQL standard reserves classes 0-4 and A-H,
+-- PostgreSQL uses 5, P, X and Y). The HTTP app loads this table at start-up to map errors, and a
+-- test checks that the README's error table says the same.
+-- Raises: nothing. Callers: anyone with EXECUTE (the HTTP app, DBAs, CI).
+CREATE OR REPLACE FUNCTION api.error_codes()
+RETURNS TABLE (sqlstate text, code text, http_status integer, title text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES
+        ('MK400', 'INSUFFICIENT_STOCK',     400, 'Stock insuficiente'),
+        ('MKE00', 'EMPTY_CART',             400, 'The cart is empty'),
+        ('MKV00', 'INVALID_ARGUMENT',       400, 'Invalid argument'),
+        ('MK401', 'UNAUTHENTICATED',        401, 'Authentication required'),
+        ('MK403', 'FORBIDDEN',              403, 'Not allowed'),
+        ('MK404', 'NOT_FOUND',              404, 'Not found'),
+        ('MK409', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification'),
+        ('MKC09', 'ALREADY_EXISTS',         409, 'Already exists'),
+        ('MKS09', 'INVALID_STATE',          409, 'Not allowed in the current state'),
+        ('MKI22', 'IDEMPOTENCY_KEY_REUSED', 422, 'Idempotency key reused with another payload'),
+        ('MKT29', 'TOO_MANY_ATTEMPTS',      429, 'Too many attempts'),
+        ('MK503', 'MAINTENANCE',            503, 'Service under maintenance')
+$$;
+COMMENT ON FUNCTION api.error_codes() IS
+    'Registry of the project''s SQLSTATEs (class MK): code, HTTP status and title of each.';
+REVOKE ALL ON FUNCTION api.error_codes() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.error_codes() TO marketplace_app;
+
 -- ==== sql/api/login_throttle.sql at a6379b6 ====
 -- api.begin_login: the first step of a password login (POST /api/auth/login). It throttles,
 -- records the attempt and returns what the app needs to verify the password: the user's id, role
@@ -450,6 +357,99 @@ COMMENT ON FUNCTION api.begin_login(text, text) IS
     'Starts a password login: MKT29 after 5 failures per email or 20 per client address in 15 minutes; records the attempt as a failure until api.issue_token; returns the credentials.';
 REVOKE ALL ON FUNCTION api.begin_login(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.begin_login(text, text) TO marketplace_app;
+
+-- ==== sql/api/products.sql at a6379b6 ====
+-- api.create_product: a seller (or admin) lists a new product; its initial stock opens the ledger.
+-- Raises: MK503 maintenance; MKV00 bad name, price or stock; MK404 unknown seller;
+--         MK403 the seller is a BUYER.
+-- Callers: marketplace_app, DBAs.
+CREATE OR REPLACE FUNCTION api.create_product(
+    p_seller_id text,
+    p_name text,
+    p_price numeric,
+    p_stock integer,
+    p_description text DEFAULT '')
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_role text;
+    v_row  "Product";
+BEGIN
+    PERFORM internal.assert_writable();
+    SELECT u.role INTO v_role FROM "User" u WHERE u.id = p_seller_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'seller not found',
+            DETAIL = jsonb_build_object('sellerId', p_seller_id)::text;
+    END IF;
+    IF v_role NOT IN ('SELLER', 'ADMIN') THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK403', MESSAGE = 'only sellers and admins may list products',
+            DETAIL = jsonb_build_object('role', v_role)::text;
+    END IF;
+    PERFORM internal.json_text(jsonb_build_object('name', p_name), 'name', 1, 200),
+            internal.json_text(jsonb_build_object('description', coalesce(p_description, '')), 'description', 0, 5000),
+            internal.json_number(jsonb_build_object('price', p_price), 'price', 0, 99999999.99, false),
+            internal.json_number(jsonb_build_object('stock', p_stock), 'stock', 0, 1000000000, true);
+    INSERT INTO "Product" (name, description, price, stock, "sellerId")
+    VALUES (btrim(p_name), btrim(coalesce(p_description, '')), p_price, p_stock, p_seller_id)
+    RETURNING * INTO v_row;
+    RETURN internal.product_json(v_row);
+END
+$$;
+COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text) IS
+    'Lists a new product for a SELLER or ADMIN; its initial stock is the ledger''s opening balance.';
+REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.create_product(text, text, numeric, integer, text) TO marketplace_app;
+
+-- api.get_product: one product as JSON (its version is the HTTP ETag).
+-- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.
+CREATE OR REPLACE FUNCTION api.get_product(p_product_id text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_row "Product";
+BEGIN
+    SELECT * INTO v_row FROM "Product" p WHERE p.id = p_product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'product not found',
+            DETAIL = jsonb_build_object('productId', p_product_id)::text;
+    END IF;
+    RETURN internal.product_json(v_row);
+END
+$$;
+COMMENT ON FUNCTION api.get_product(text) IS 'One product as JSON; MK404 when absent.';
+REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.get_product(text) TO marketplace_app;
+
+-- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
+-- pagination, so a page costs the same at any depth of a large catalogue).
+-- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
+CREATE OR REPLACE FUNCTION api.list_products(p_limit integer DEFAULT 50, p_after text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_items jsonb;
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'limit must be between 1 and 200',
+            DETAIL = jsonb_build_object('field', 'limit', 'value', p_limit)::text;
+    END IF;
+    SELECT coalesce(jsonb_agg(internal.product_json(p) ORDER BY p.id), '[]'::jsonb) INTO v_items
+    FROM (SELECT * FROM "Product" p WHERE p_after IS NULL OR p.id > p_after ORDER BY p.id LIMIT p_limit) p;
+    RETURN jsonb_build_object(
+        'items', v_items,
+        'next', CASE WHEN jsonb_array_length(v_items) = p_limit THEN v_items -> (p_limit - 1) ->> 'id' END);
+END
+$$;
+COMMENT ON FUNCTION api.list_products(integer, text) IS
+    'A page of products in id order after a cursor: {items, next}.';
+REVOKE ALL ON FUNCTION api.list_products(integer, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.list_products(integer, text) TO marketplace_app;
 
 -- ==== sql/api/webhook.sql at a6379b6 ====
 -- api.payment_webhook: records one signed payment-provider delivery. The signature (already
