@@ -295,6 +295,23 @@ def _paths() -> dict:
                        "15 s). With METRICS_TOKEN set, send it as a bearer token.", "operationId": "metrics",
             "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
                           **_errors(401)}}},
+        "/": {"get": {
+            "summary": "What this server is, with links to the reference, health and the operator page "
+                       "(HTML for a browser that accepts text/html, JSON otherwise).", "operationId": "index",
+            "responses": {"200": {"description": "Links.", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "version": {"type": "string"},
+                    "links": {"type": "object", "additionalProperties": {"type": "string"}}}}},
+                "text/html": {"schema": {"type": "string"}}}}}}},
+        "/docs": {"get": {
+            "summary": "A readable API reference, rendered in the browser from /openapi.json.", "operationId": "docs",
+            "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/docs/docs.js": {"get": {
+            "summary": "The reference page's script.", "operationId": "docsScript",
+            "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
+        "/docs/docs.css": {"get": {
+            "summary": "The reference page's style sheet.", "operationId": "docsStyle",
+            "responses": {"200": {"description": "CSS.", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {
             "summary": "This document.", "operationId": "openapi",
             "responses": {"200": _ok("OpenAPI 3.1.", {"type": "object"})}}},
