@@ -1,13 +1,13 @@
-"""HTTP routes: each parses the request's shape, calls one api function (authentication nested
-into the same statement) and renders its result. Connections, retries, errors and JSON are the
+"""HTTP routes: each parses the request's shape, calls one function of schema `app` (the only
+functions the app's database role may execute: each identifies the caller by the SHA-256 of the
+bearer token, see sql/app/) and renders its result. Connections, retries, errors and JSON are the
 business of pyapp.web.ApiPlugin."""
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import bottle
 import psycopg
 from bottle import request, response
 
-from pyapp import auth, config, openapi, web
+from pyapp import auth, clients, config, openapi, web
 from pyapp.metrics import multiprocess_dir
 from pyapp.web import Problem, field, json_body, query_int, query_str
 
@@ -24,7 +24,6 @@ app.config["json.enable"] = False
 app.install(web.ApiPlugin())
 app.default_error_handler = web.error_handler
 
-WEBHOOK_MAX_AGE_S = 300
 _ETAG_RE = re.compile(r'^\s*(?:W/)?"?([0-9]{1,10})"?\s*$')
 
 
@@ -47,16 +46,13 @@ def register(db):
     role = field(body, "role", "str", required=False, max_len=20) or "BUYER"
     if len(password) < 8:
         raise web.bad_request("password must be 8 to 1024 characters", "password")
-    user = db.one("SELECT api.register_user(%s, %s, %s, %s)", (email, name, auth.hash_password(password), role))
+    client = clients.client_address(request.environ)
+    db.one("SELECT app.check_registration(%s)", (client,))  # 429 before the scrypt, not after
+    db.release()  # no connection held while scrypt runs
+    password_hash = auth.hash_password(password)
+    user = db.one("SELECT app.register(%s, %s, %s, %s, %s)", (client, email, name, password_hash, role))
     response.status = 201
     return user
-
-
-def _retry_after(exc: psycopg.Error) -> str:
-    try:
-        return str(max(1, int(json.loads(exc.diag.message_detail or "{}")["retryAfter"])))
-    except (ValueError, TypeError, KeyError):
-        return "60"
 
 
 @app.post("/api/auth/login")
@@ -64,29 +60,24 @@ def login(db):
     body = json_body()
     email = field(body, "email", "str", max_len=254)
     password = field(body, "password", "str", max_len=auth.MAX_PASSWORD)
-    # Throttled per email and per client before any password is checked (MKT29: 429). The address
-    # is the socket peer, never X-Forwarded-For (bottle's request.remote_addr), which anyone sets.
-    # The attempt counts as a failure until api.issue_token clears it, so a failure costs no call.
-    try:
-        row = db.row("SELECT user_id, role, password_hash FROM api.begin_login(%s, %s)",
-                     (email, request.environ.get("REMOTE_ADDR") or ""))
-    except psycopg.Error as exc:
-        if exc.sqlstate == "MKT29":  # the plugin renders the problem; the header is HTTP's own
-            response.set_header("Retry-After", _retry_after(exc))
-        raise
-    db.release()  # no connection held while scrypt runs
-    ok = auth.verify_password(password, row[2] if row else auth.DUMMY_HASH)
-    if not (ok and row):
+    # The database holds the stored hash and the throttle (per email and client pair); the app only
+    # derives the key from the password with the salt and cost it is given, and the database
+    # compares it and makes the token (sql/app/auth.sql).
+    client = clients.client_address(request.environ)
+    params = db.one("SELECT app.login_parameters(%s, %s)", (email, client))
+    db.release()  # no connection held while waiting or while scrypt runs
+    time.sleep(min(3.0, max(0.0, float(params.get("delay") or 0))))
+    key = auth.derive_key(password, params)
+    upgrade = auth.hash_password(password, params["upgrade"]) if params.get("upgrade") else None
+    result = db.one("SELECT app.login(%s, %s, %s, %s)", (email, client, key, upgrade))
+    if not result.get("authenticated"):
         raise Problem(401, "UNAUTHENTICATED", "Authentication required", "invalid email or password")
-    tok = auth.new_token()
-    issued = db.one("SELECT api.issue_token(%s, %s, %s::interval)", (row[0], auth.token_hash(tok), auth.TOKEN_TTL))
-    return {"token": tok, "tokenType": "Bearer", "expiresAt": issued["expiresAt"],
-            "userId": row[0], "role": row[1]}
+    return {k: result[k] for k in ("token", "tokenType", "expiresAt", "userId", "role")}
 
 
 @app.post("/api/auth/logout")
 def logout(db):
-    return db.one("SELECT api.revoke_token(%(t)s) FROM api.authenticate(%(t)s)", {"t": token()})
+    return db.one("SELECT app.logout(%s)", (token(),))
 
 
 # ---------------------------------------------------------------- products
@@ -94,12 +85,12 @@ def logout(db):
 
 @app.get("/api/marketplace/products")
 def list_products(db):
-    return db.one("SELECT api.list_products(%s, %s)", (query_int("limit", 50), query_str("after")))
+    return db.one("SELECT app.list_products(%s, %s)", (query_int("limit", 50), query_str("after")))
 
 
 @app.get("/api/marketplace/products/<product_id>")
 def get_product(db, product_id):
-    product = db.one("SELECT api.get_product(%s)", (product_id,))
+    product = db.one("SELECT app.get_product(%s)", (product_id,))
     _etag(product)
     if request.get_header("If-None-Match", "").strip() == f'"{product["version"]}"':
         response.status = 304
@@ -111,9 +102,9 @@ def get_product(db, product_id):
 def create_product(db):
     body = json_body()
     product = db.one(
-        "SELECT api.create_product(api.authenticate(%s, 'SELLER'), %s, %s::numeric, %s::integer, %s)",
+        "SELECT app.create_product(%s, %s, %s::numeric, %s::integer, %s, %s::integer)",
         (token(), field(body, "name", "str"), field(body, "price", "number"), field(body, "stock", "int"),
-         field(body, "description", "str", required=False) or ""))
+         field(body, "description", "str", required=False) or "", field(body, "maxPerBuyer", "int", required=False)))
     response.status = 201
     response.set_header("Location", f"/api/marketplace/products/{product['id']}")
     _etag(product)
@@ -135,8 +126,8 @@ def update_product(db, product_id):
         raise Problem(428, "PRECONDITION_REQUIRED", "Precondition required",
                       'send If-Match: "<version>" or "version" in the body (read the product first)')
     # The body goes to SQL as jsonb unchanged (exact numbers); "version" is not a change.
-    product = db.one("SELECT api.update_product(%s, %s::integer, %s::jsonb - 'version', api.authenticate(%s, 'SELLER'))",
-                     (product_id, version, web.body_text(), token()))
+    product = db.one("SELECT app.update_product(%s, %s, %s::integer, %s::jsonb - 'version')",
+                     (token(), product_id, version, web.body_text()))
     _etag(product)
     return product
 
@@ -146,13 +137,13 @@ def update_product(db, product_id):
 
 @app.get("/api/marketplace/cart")
 def get_cart(db):
-    return db.one("SELECT api.get_cart(api.authenticate(%s))", (token(),))
+    return db.one("SELECT app.get_cart(%s)", (token(),))
 
 
 @app.post("/api/marketplace/cart/items")
 def add_to_cart(db):
     body = json_body()
-    line = db.one("SELECT api.add_to_cart(api.authenticate(%s), %s, %s::integer)",
+    line = db.one("SELECT app.add_to_cart(%s, %s, %s::integer)",
                   (token(), field(body, "productId", "str", max_len=200), field(body, "quantity", "int")))
     response.status = 201
     return line
@@ -161,13 +152,13 @@ def add_to_cart(db):
 @app.route("/api/marketplace/cart/items/<product_id>", method="PATCH")
 def set_cart_quantity(db, product_id):
     body = json_body()
-    return db.one("SELECT api.set_cart_quantity(api.authenticate(%s), %s, %s::integer)",
+    return db.one("SELECT app.set_cart_quantity(%s, %s, %s::integer)",
                   (token(), product_id, field(body, "quantity", "int")))
 
 
 @app.delete("/api/marketplace/cart/items/<product_id>")
 def remove_from_cart(db, product_id):
-    return db.one("SELECT api.remove_from_cart(api.authenticate(%s), %s)", (token(), product_id))
+    return db.one("SELECT app.remove_from_cart(%s, %s)", (token(), product_id))
 
 
 # ---------------------------------------------------------------- checkout and orders
@@ -184,7 +175,7 @@ def checkout(db):
     # sooner; it says so in mk.flush_pending, and then the 201 waits for the flush.
     text, order_id, replayed, flush_pending = db.row(
         "SELECT o::text, o ->> 'id', o -> 'replayed' = 'true', current_setting('mk.flush_pending', true) = 'on'"
-        " FROM api.checkout(api.authenticate(%s), %s::jsonb -> 'shippingAddress', %s) AS o",
+        " FROM app.checkout(%s, %s::jsonb -> 'shippingAddress', %s) AS o",
         (token(), web.body_text(), request.get_header("Idempotency-Key")))
     if flush_pending:
         db.await_durable()
@@ -199,52 +190,29 @@ def checkout(db):
 
 @app.get("/api/marketplace/orders")
 def list_orders(db):
-    return db.one("SELECT api.list_orders(api.authenticate(%s), %s)", (token(), query_int("limit", 50)))
+    return db.one("SELECT app.list_orders(%s, %s)", (token(), query_int("limit", 50)))
 
 
 @app.get("/api/marketplace/orders/<order_id>")
 def get_order(db, order_id):
-    return db.one("SELECT api.get_order(%s, api.authenticate(%s))", (order_id, token()))
+    return db.one("SELECT app.get_order(%s, %s)", (token(), order_id))
 
 
 @app.post("/api/marketplace/orders/<order_id>/cancel")
 def cancel_order(db, order_id):
-    return db.one("SELECT api.cancel_order(%s, api.authenticate(%s))", (order_id, token()))
+    return db.one("SELECT app.cancel_order(%s, %s)", (token(), order_id))
 
 
 # ---------------------------------------------------------------- payment webhook
 
 
-def _verified_signature() -> str:
-    """The request's signature when it is valid and fresh; a 401 problem otherwise."""
-    secret = config.get().webhook_secret
-    if not secret:
-        raise Problem(503, "WEBHOOK_NOT_CONFIGURED", "Service unavailable",
-                      "payment webhooks are not configured on this server", headers={"Retry-After": "60"})
-    ts = request.get_header("X-Signature-Timestamp", "").strip()
-    sig = request.get_header("X-Signature", "").strip().lower()
-    if not re.fullmatch(r"[0-9]{1,12}", ts) or not re.fullmatch(r"[0-9a-f]{64}", sig):
-        raise Problem(401, "INVALID_SIGNATURE", "Invalid signature",
-                      "X-Signature-Timestamp (unix seconds) and X-Signature (hex HMAC-SHA256) are required")
-    expected = hmac.new(secret.encode(), ts.encode() + b"." + web.raw_body(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, sig):
-        raise Problem(401, "INVALID_SIGNATURE", "Invalid signature", "the signature does not match the body")
-    if abs(time.time() - int(ts)) > WEBHOOK_MAX_AGE_S:
-        raise Problem(401, "INVALID_SIGNATURE", "Invalid signature",
-                      "the signature timestamp is more than 5 minutes away from now")
-    return sig
-
-
 @app.post("/api/marketplace/payments/webhook")
 def payment_webhook(db):
-    sig = _verified_signature()
-    body = json_body()
-    status = field(body, "status", "str", max_len=20)
-    if status not in ("succeeded", "failed"):
-        raise web.bad_request("status must be succeeded or failed", "status")
-    return db.one("SELECT api.payment_webhook(%s, %s, %s, %s)",
-                  (sig, field(body, "orderId", "str", max_len=200), status == "succeeded",
-                   field(body, "reference", "str", required=False, max_len=200)))
+    # Signature, freshness, replay and the body are all checked in the database, against keys the
+    # app's role cannot read (app.payment_webhook); the raw body goes there byte for byte.
+    return db.one("SELECT app.payment_webhook(%s, %s, %s)",
+                  (request.get_header("X-Signature-Timestamp"), request.get_header("X-Signature"),
+                   web.raw_body()))
 
 
 # ---------------------------------------------------------------- admin and operations
@@ -252,33 +220,55 @@ def payment_webhook(db):
 
 @app.post("/admin/maintenance/enable")
 def maintenance_enable(db):
-    return db.one("SELECT api.set_maintenance(true) FROM api.authenticate(%s, 'ADMIN')", (token(),))
+    return db.one("SELECT app.set_maintenance(%s, true)", (token(),))
 
 
 @app.post("/admin/maintenance/disable")
 def maintenance_disable(db):
-    return db.one("SELECT api.set_maintenance(false) FROM api.authenticate(%s, 'ADMIN')", (token(),))
+    return db.one("SELECT app.set_maintenance(%s, false)", (token(),))
 
 
 @app.get("/health", retry=False, db_timeout=2.0)
 def health(db):
-    state = db.one("SELECT api.health()")
+    state = db.one("SELECT app.health()")
     state["status"] = "ok" if state.get("migrations") == "ok" else "degraded"
     return state
 
 
+SNAPSHOT_MAX_AGE_S = 15.0
+_snapshot_lock = threading.Lock()
+_snapshot: dict = {"at": float("-inf"), "value": None}
+
+
+def _database_snapshot(db) -> dict | None:
+    """api.ops_snapshot at most once per SNAPSHOT_MAX_AGE_S per worker: a scrape storm costs the
+    database nothing more. None when the database cannot be read (the scrape still answers)."""
+    with _snapshot_lock:
+        if time.monotonic() - _snapshot["at"] < SNAPSHOT_MAX_AGE_S:
+            return _snapshot["value"]
+    try:
+        value = db.one("SELECT app.ops_snapshot(make_interval(mins => %s))", (config.get().order_hold_minutes,))
+    except (web.DatabaseUnavailable, psycopg.Error):
+        return None
+    with _snapshot_lock:
+        _snapshot.update(at=time.monotonic(), value=value)
+    return value
+
+
 @app.get("/metrics", retry=False, db_timeout=2.0)
 def metrics(db):
-    # Every worker's counters (pyapp.metrics), plus one api.ops_snapshot() call; a scrape still
-    # answers, with mk_database_up 0, when the database cannot be read.
-    import psycopg
-
+    # Every worker's counters (pyapp.metrics) and the database's figures, cached. With
+    # METRICS_TOKEN set, only a scraper that sends it as a bearer token gets them.
     from pyapp.metrics import CONTENT_TYPE
 
-    try:
-        snapshot = db.one("SELECT api.ops_snapshot(make_interval(mins => %s))", (config.get().order_hold_minutes,))
-    except (web.DatabaseUnavailable, psycopg.Error):
-        snapshot = None
+    expected = config.get().metrics_token
+    if expected:
+        given = request.get_header("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            raise Problem(401, "UNAUTHENTICATED", "Authentication required",
+                          "GET /metrics needs Authorization: Bearer <METRICS_TOKEN>",
+                          headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    snapshot = _database_snapshot(db)
     response.content_type = CONTENT_TYPE
     return web.METRICS.render(snapshot)
 
@@ -354,7 +344,7 @@ def dashboard_style():
 
 @app.get("/admin/dashboard/data")
 def dashboard_data(db):
-    stats = db.one("SELECT api.dashboard_stats(make_interval(mins => %s)) FROM api.authenticate(%s, 'ADMIN')",
-                   (config.get().order_hold_minutes, token()))
+    stats = db.one("SELECT app.dashboard_stats(%s, make_interval(mins => %s))",
+                   (token(), config.get().order_hold_minutes))
     response.set_header("Cache-Control", "no-store")
     return {"database": stats, "checkout": checkout_counters(), "refreshSeconds": DASHBOARD_REFRESH_S}

@@ -1,15 +1,24 @@
-"""Password hashing (scrypt) and bearer-token helpers. The database never sees a password or a
-token: it stores the encoded scrypt hash and the token's SHA-256 hex."""
+"""Password hashing (scrypt) and bearer-token helpers. The database never sees a password: it
+stores the encoded scrypt hash, and at login it compares the key derived here with the stored one
+(app.login_parameters gives the salt and cost, app.login compares and makes the token). The app
+never sees a stored hash. Tokens are kept in the database only as their SHA-256 hex.
+
+The cost is OWASP's guidance for scrypt, N = 2^17, r = 8, p = 1 (internal.scrypt_target in SQL
+holds the same figures): 128 MiB and a few hundred milliseconds of one core per derivation. At most
+SCRYPT_CONCURRENCY derivations run at once per process, so a burst of logins or sign-ups queues
+instead of taking every core and gigabytes of memory.
+"""
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import secrets
+import threading
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
-TOKEN_TTL = "24 hours"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 17, 8, 1
+SCRYPT_CONCURRENCY = 2
 MAX_PASSWORD = 1024
+_derivations = threading.BoundedSemaphore(SCRYPT_CONCURRENCY)
 
 
 def _b64(raw: bytes) -> str:
@@ -21,33 +30,27 @@ def _unb64(text: str) -> bytes:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p,
-                          maxmem=256 * 1024 * 1024, dklen=32)
+    with _derivations:
+        return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r, p=p,
+                              maxmem=256 * 1024 * 1024, dklen=32)
 
 
-def hash_password(password: str) -> str:
-    """scrypt$<n>$<r>$<p>$<salt>$<hash>: the parameters travel with the hash, so they can change."""
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+def hash_password(password: str, params: dict | None = None) -> str:
+    """scrypt$<n>$<r>$<p>$<salt>$<key>: the parameters travel with the hash, so they can change.
+    `params` ({salt, n, r, p}) are the ones app.login_parameters chose for an upgrade; by default
+    a fresh salt and the target cost."""
+    if params is None:
+        params = {"salt": _b64(secrets.token_bytes(16)), "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}
+    return f"scrypt${params['n']}${params['r']}${params['p']}${params['salt']}${derive_key(password, params)}"
 
 
-def verify_password(password: str, encoded: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = encoded.split("$")
-        if scheme != "scrypt":
-            return False
-        n, r, p = int(n), int(r), int(p)
-        if n > 2 ** 20 or r > 32 or p > 16:
-            return False
-        actual = _scrypt(password, _unb64(salt), n, r, p)
-        return hmac.compare_digest(actual, _unb64(digest))
-    except (ValueError, TypeError):
-        return False
-
-
-# Verified when the email is unknown, so that a login takes the same time either way.
-DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+def derive_key(password: str, params: dict) -> str:
+    """The key of `password` under app.login_parameters' {salt, n, r, p}, as app.login wants it.
+    ValueError when the parameters are not ones a hash of ours can have."""
+    n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
+    if not (2 <= n <= 2 ** 20 and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16):
+        raise ValueError("unusable scrypt parameters")
+    return _b64(_scrypt(password, _unb64(str(params["salt"])), n, r, p))
 
 
 def new_token() -> str:
@@ -60,7 +63,7 @@ def token_hash(token: str) -> str:
 
 def bearer_hash(authorization: str | None) -> str | None:
     """SHA-256 hex of the bearer token in an Authorization header, or None when there is none
-    (api.authenticate then raises MK401)."""
+    (the app functions then raise MK401)."""
     if not authorization:
         return None
     scheme, _, token = authorization.strip().partition(" ")

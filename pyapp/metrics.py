@@ -11,7 +11,7 @@ stock, unpaid orders past the hold window) are read at scrape time with one api.
 Persistence: Prometheus counters die with the server's folder. So each worker also adds its
 checkout outcomes, retries, ConcurrencyErrors and latency-bucket counts to an in-memory buffer
 keyed by UTC minute, and a daemon thread flushes it every STATS_FLUSH_SECONDS (default 10) with
-one api.record_checkout_stats(jsonb) call; the worker flushes once more when it exits. A failed
+one app.record_checkout_stats(jsonb) call; the worker flushes once more when it exits. A failed
 flush keeps the figures for the next one (at most MAX_BUFFERED_MINUTES minutes are kept).
 """
 from __future__ import annotations
@@ -129,7 +129,7 @@ class StatsBuffer:
                 del self._rows[k]
 
     def flush(self, database, on_error: Callable[[Exception, int], None] | None = None) -> int:
-        """Persists the buffer with one api.record_checkout_stats call; returns the minutes written.
+        """Persists the buffer with one app.record_checkout_stats call; returns the minutes written.
         `database` has getconn(timeout) and putconn(conn) (pyapp.web.Database)."""
         rows = self.take()
         if not rows:
@@ -137,7 +137,7 @@ class StatsBuffer:
         try:
             conn = database.getconn(2.0)
             try:
-                conn.execute("SELECT api.record_checkout_stats(%s::jsonb)", (json.dumps(rows),))
+                conn.execute("SELECT app.record_checkout_stats(%s::jsonb)", (json.dumps(rows),))
             finally:
                 database.putconn(conn)
         except Exception as exc:  # noqa: BLE001 - keep the figures for the next flush, whatever failed

@@ -202,7 +202,7 @@ class Database:
             self._in_use += 1
         if self.errors is None:
             try:
-                rows = conn.execute("SELECT sqlstate, code, http_status, title FROM api.error_codes()").fetchall()
+                rows = conn.execute("SELECT sqlstate, code, http_status, title FROM app.error_codes()").fetchall()
             except psycopg.Error:
                 self.putconn(conn)
                 raise
@@ -463,8 +463,9 @@ def problem_from_db(exc: psycopg.Error, registry: dict | None) -> Problem | None
     if registry and state in registry:
         status, code, title = registry[state]
         headers = {}
-        if status == 503:
-            headers["Retry-After"] = str(detail.get("retryAfter") or 30)
+        if status in (429, 503):  # the database says when (DETAIL retryAfter), else a default
+            after = detail.get("retryAfter")
+            headers["Retry-After"] = str(max(1, after)) if isinstance(after, int) and not isinstance(after, bool) else "30"
         if state == "MK409" and detail.get("retryable"):
             headers["Retry-After"] = CONFLICT_RETRY_AFTER
         return with_ext(Problem(status, code, title, message, headers=headers), detail)

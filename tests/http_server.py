@@ -83,6 +83,13 @@ def http_db(server):
     server.drop_database(name)
 
 
+def seed_webhook_secret(owner_url: str, secret: str = WEBHOOK_SECRET) -> None:
+    """The webhook key lives in the database, where the app's role cannot read it: the owner sets
+    it (as `python -m pyapp serve` does from PAYMENT_WEBHOOK_SECRET)."""
+    with psycopg.connect(owner_url, autocommit=True) as c:
+        c.execute("SELECT api.set_webhook_secret(%s)", (secret,))
+
+
 @pytest.fixture(scope="module")
 def http_app(http_db):
     """The app on http_db; with MK_VIA_PGBOUNCER=1 its DATABASE_URL goes through PgBouncer in
@@ -90,6 +97,7 @@ def http_app(http_db):
     `MK_VIA_PGBOUNCER=1 .venv/bin/python -m pytest tests/test_http_api.py`."""
     from tests import pgbouncer
 
+    seed_webhook_secret(http_db[0])
     if not pgbouncer.enabled():
         srv = HttpServer(http_db[1]).start()
         try:

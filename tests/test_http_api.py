@@ -358,7 +358,7 @@ def test_payment_webhook(http_app, http_db, seller):
 
     r = requests.post(u, data=raw, headers=h)
     assert r.status_code == 200 and r.json()["status"] == "PAID" and r.json()["changed"] is True
-    problem(requests.post(u, data=raw, headers=h), 401, "UNAUTHENTICATED")  # the same signature again
+    problem(requests.post(u, data=raw, headers=h), 401, "INVALID_SIGNATURE")  # the same signature again
     time.sleep(1.01)
     raw2, h2 = signed(body)
     r = requests.post(u, data=raw2, headers=h2)

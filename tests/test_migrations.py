@@ -10,12 +10,12 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pyapp import migrate
+from pyapp import auth, migrate
 from tests.invariants import assert_invariants, make_products, make_users
 from tests.pg import APP_ROLE
 
 ROOT = Path(__file__).resolve().parent.parent
-SQL_FILES = sorted((ROOT / "sql" / "internal").glob("*.sql")) + sorted((ROOT / "sql" / "api").glob("*.sql"))
+SQL_FILES = [f for d in ("internal", "api", "app") for f in sorted((ROOT / "sql" / d).glob("*.sql"))]
 
 # The deployment checklist of CONTRACT.md, verbatim.
 CHECKLIST = [
@@ -65,14 +65,21 @@ def has_column(c, table: str, column: str) -> bool:
                      (table, column)).fetchone()[0]
 
 
+def token_of(c, user_id: str) -> str:
+    """The SHA-256 of a fresh bearer token of the user, issued by the owner: what the app passes."""
+    digest = auth.token_hash(auth.new_token())
+    c.execute("SELECT api.issue_token(%s, %s)", (user_id, digest))
+    return digest
+
+
 def buy(c, app_url: str, stock: int = 3) -> dict:
     """A seller, a product and a buyer who checks out one unit through the app's role."""
     seller = make_users(c, 1, role="SELLER", prefix="s")[0]
-    buyer = make_users(c, 1, prefix="b")[0]
+    buyer = token_of(c, make_users(c, 1, prefix="b")[0])
     product = make_products(c, seller, [stock])[0]
     with psycopg.connect(app_url, autocommit=True) as app:
-        app.execute("SELECT api.add_to_cart(%s, %s, 1)", (buyer, product))
-        return app.execute("SELECT api.checkout(%s, %s)", (buyer, ADDRESS)).fetchone()[0]
+        app.execute("SELECT app.add_to_cart(%s, %s, 1)", (buyer, product))
+        return app.execute("SELECT app.checkout(%s, %s)", (buyer, ADDRESS)).fetchone()[0]
 
 
 def test_apply_rollback_apply(server, empty_db):
@@ -85,10 +92,10 @@ def test_apply_rollback_apply(server, empty_db):
     with psycopg.connect(url, autocommit=True) as c:
         left = c.execute("""SELECT n.nspname || '.' || c.relname FROM pg_class c
                             JOIN pg_namespace n ON n.oid = c.relnamespace
-                            WHERE n.nspname IN ('public', 'api', 'internal') AND c.relkind IN ('r', 'v', 'm')
+                            WHERE n.nspname IN ('public', 'api', 'internal', 'app') AND c.relkind IN ('r', 'v', 'm')
                               AND c.relname NOT LIKE '\\_yoyo%%' AND c.relname NOT LIKE 'yoyo%%'""").fetchall()
         assert left == [], f"rollback left tables behind: {left}"
-        assert c.execute("SELECT count(*) FROM pg_namespace WHERE nspname IN ('api', 'internal')").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM pg_namespace WHERE nspname IN ('api', 'internal', 'app')").fetchone()[0] == 0
     assert migrate.apply(url) == all_ids()
 
     with psycopg.connect(url, autocommit=True) as c:
@@ -206,7 +213,7 @@ SNAPSHOT = """
            coalesce(p.proacl::text, '(default)') AS acl,
            pg_get_userbyid(p.proowner) AS owner
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname IN ('api', 'internal')
+    WHERE n.nspname IN ('api', 'internal', 'app')
     ORDER BY 1"""
 TRIGGERS = """
     SELECT t.tgrelid::regclass::text, t.tgname, pg_get_triggerdef(t.oid)
@@ -222,7 +229,7 @@ def test_sql_dir_agrees_with_migrations(empty_db):
     migrate.apply(url)
     with psycopg.connect(url, autocommit=True) as c:
         functions, triggers = snapshot(c)
-        assert functions, "no functions in api and internal"
+        assert functions, "no functions in api, internal and app"
         for path in SQL_FILES:
             with c.transaction():
                 c.execute(path.read_text())
@@ -247,15 +254,15 @@ def test_sql_dir_agrees_with_migrations(empty_db):
 
 def test_checklist_queries_run_verbatim(conn, app_url):
     seller = make_users(conn, 1, role="SELLER", prefix="s")[0]
-    buyer = make_users(conn, 1, prefix="b")[0]
+    buyer = token_of(conn, make_users(conn, 1, prefix="b")[0])
     products = make_products(conn, seller, [4, 2, 0])
     conn.execute("""SELECT api.update_product(%s, 1, '{"stockDelta": 3}')""", (products[2],))
     with psycopg.connect(app_url, autocommit=True) as app:
-        app.execute("SELECT api.add_to_cart(%s, %s, 2)", (buyer, products[0]))
-        old = app.execute("SELECT api.checkout(%s, %s)", (buyer, ADDRESS)).fetchone()[0]
-        app.execute("SELECT api.add_to_cart(%s, %s, 1)", (buyer, products[1]))
-        new = app.execute("SELECT api.checkout(%s, %s)", (buyer, ADDRESS)).fetchone()[0]
-        app.execute("SELECT api.record_payment(%s, true, 'pay-1')", (new["id"],))
+        app.execute("SELECT app.add_to_cart(%s, %s, 2)", (buyer, products[0]))
+        old = app.execute("SELECT app.checkout(%s, %s)", (buyer, ADDRESS)).fetchone()[0]
+        app.execute("SELECT app.add_to_cart(%s, %s, 1)", (buyer, products[1]))
+        new = app.execute("SELECT app.checkout(%s, %s)", (buyer, ADDRESS)).fetchone()[0]
+    conn.execute("SELECT api.record_payment(%s, true, 'pay-1')", (new["id"],))
     conn.execute("""UPDATE "Order" SET "createdAt" = now() - interval '2 hours' WHERE id = %s""", (old["id"],))
 
     results = [conn.execute(q).fetchall() for q in CHECKLIST]

@@ -22,7 +22,7 @@ TRIGGER_RE = re.compile(r"^CREATE OR REPLACE TRIGGER\s+(\w+)\s.*?\bON\s+(\"?[\w.
 
 
 def default_files():
-    return sorted((SQL / "internal").glob("*.sql")) + sorted((SQL / "api").glob("*.sql"))
+    return [f for d in ("internal", "api", "app") for f in sorted((SQL / d).glob("*.sql"))]
 
 
 def rollback_for(texts):

@@ -1,8 +1,8 @@
 -- api.create_user: creates a user of any role (BUYER, SELLER or ADMIN). The password never reaches
 -- the database: p_password_hash is the encoded hash made by the caller (pyapp.auth).
 -- Raises: MKV00 invalid email, name, hash or role; MKC09 email already taken (case-insensitively).
--- Callers: DBAs and `python -m pyapp create-user` only (not granted to marketplace_app, so the
---          HTTP app can never create an ADMIN); api.register_user after its role check.
+-- Callers: DBAs and `python -m pyapp create-user` (the only way to make an ADMIN);
+--          api.register_user after its role check.
 CREATE OR REPLACE FUNCTION api.create_user(
     p_email text,
     p_name text,
@@ -53,7 +53,7 @@ REVOKE ALL ON FUNCTION api.create_user(text, text, text, text) FROM PUBLIC;
 -- api.register_user: self-service sign-up over HTTP, as a BUYER or a SELLER.
 -- Raises: MK503 maintenance; MK403 role ADMIN; MKV00 other unknown role, invalid email, name or
 --         hash; MKC09 email already taken (case-insensitively).
--- Callers: marketplace_app (POST /api/auth/register), DBAs.
+-- Callers: app.register (POST /api/auth/register, after its per-client limit), DBAs.
 CREATE OR REPLACE FUNCTION api.register_user(
     p_email text,
     p_name text,
@@ -82,10 +82,9 @@ COMMENT ON FUNCTION api.register_user(text, text, text, text) IS
 REVOKE ALL ON FUNCTION api.register_user(text, text, text, text) FROM PUBLIC;
 
 -- api.login_credentials: what the app needs to check a password: the user's id, role and encoded
--- password hash, looked up by email case-insensitively; no row for an unknown email (the app then
--- verifies against a dummy hash so both cases take the same time).
--- Raises: nothing. Callers: api.begin_login (which throttles first) and DBAs. Not granted to
---          marketplace_app: the app reads hashes only through the throttle.
+-- password hash, looked up by email case-insensitively; no row for an unknown email.
+-- Raises: nothing. Callers: DBAs only: the HTTP app never sees a stored hash (app.login compares
+--          the key it derived in the database).
 CREATE OR REPLACE FUNCTION api.login_credentials(p_email text)
 RETURNS TABLE (user_id text, role text, password_hash text)
 LANGUAGE sql STABLE SECURITY DEFINER
@@ -97,11 +96,11 @@ COMMENT ON FUNCTION api.login_credentials(text) IS
     'Id, role and password hash of the user with this email (no row when unknown); the app verifies the password.';
 REVOKE ALL ON FUNCTION api.login_credentials(text) FROM PUBLIC;
 
--- api.issue_token: stores a new bearer token (only its SHA-256 hex) for a user, valid for p_ttl,
--- and clears the account's failed logins (api.begin_login's throttle).
--- It is not blocked by maintenance mode: an admin must be able to log in to end it.
+-- api.issue_token: stores a bearer token (only its SHA-256 hex) that the caller made for a user,
+-- valid for p_ttl. It is not blocked by maintenance mode.
 -- Raises: MKV00 malformed hash or TTL outside 1 minute..30 days; MK404 unknown user.
--- Callers: marketplace_app (POST /api/auth/login), DBAs.
+-- Callers: DBAs and the CLI (simulate-race, tests) only: over HTTP a token is made only by
+--          app.login, after a correct password.
 CREATE OR REPLACE FUNCTION api.issue_token(p_user_id text, p_token_hash text, p_ttl interval DEFAULT '24 hours')
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -109,7 +108,6 @@ SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_expires timestamptz;
-    v_email   text;
 BEGIN
     IF p_token_hash IS NULL OR p_token_hash !~ '^[0-9a-f]{64}$' THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'token hash must be 64 lowercase hex digits',
@@ -119,14 +117,11 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'token lifetime must be 1 minute to 30 days',
             DETAIL = jsonb_build_object('field', 'ttl')::text;
     END IF;
-    SELECT lower(u.email) INTO v_email FROM "User" u WHERE u.id = p_user_id;
+    PERFORM 1 FROM "User" u WHERE u.id = p_user_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'user not found',
             DETAIL = jsonb_build_object('userId', p_user_id)::text;
     END IF;
-    -- A login succeeded: the account's throttle starts afresh (api.begin_login recorded this
-    -- attempt, like every earlier failure of the account, as a failure until now).
-    DELETE FROM internal.login_attempt a WHERE a.email = v_email;
     INSERT INTO "ApiToken" ("tokenHash", "userId", "expiresAt")
     VALUES (p_token_hash, p_user_id, now() + p_ttl)
     RETURNING "expiresAt" INTO v_expires;
@@ -139,7 +134,7 @@ REVOKE ALL ON FUNCTION api.issue_token(text, text, interval) FROM PUBLIC;
 
 -- api.revoke_token: revokes a bearer token (logout). Revoking an unknown or already revoked token
 -- is not an error; "revoked" says whether this call revoked it.
--- Raises: nothing. Callers: marketplace_app (POST /api/auth/logout), DBAs.
+-- Raises: nothing. Callers: app.logout (POST /api/auth/logout), DBAs.
 CREATE OR REPLACE FUNCTION api.revoke_token(p_token_hash text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -155,11 +150,10 @@ COMMENT ON FUNCTION api.revoke_token(text) IS 'Revokes a bearer token by its SHA
 REVOKE ALL ON FUNCTION api.revoke_token(text) FROM PUBLIC;
 
 -- api.authenticate: the user id behind a bearer token's SHA-256, optionally requiring a role (an
--- ADMIN satisfies any role). The app nests it into the one statement of a request, e.g.
--- SELECT api.checkout(api.authenticate($1), $2, $3).
+-- ADMIN satisfies any role). Every function of schema app that acts for a user starts with it.
 -- Raises: MK401 unknown, expired or revoked token; MK403 the user lacks p_required_role;
 --         MKV00 unknown role name.
--- Callers: marketplace_app (every authenticated route), DBAs.
+-- Callers: the app schema (every authenticated route), DBAs.
 CREATE OR REPLACE FUNCTION api.authenticate(p_token_hash text, p_required_role text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -13,6 +13,7 @@ AS $$
         ('MKE00', 'EMPTY_CART',             400, 'The cart is empty'),
         ('MKV00', 'INVALID_ARGUMENT',       400, 'Invalid argument'),
         ('MK401', 'UNAUTHENTICATED',        401, 'Authentication required'),
+        ('MKW01', 'INVALID_SIGNATURE',      401, 'Invalid signature'),
         ('MK403', 'FORBIDDEN',              403, 'Not allowed'),
         ('MK404', 'NOT_FOUND',              404, 'Not found'),
         ('MK409', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification'),

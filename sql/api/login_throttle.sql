@@ -1,63 +1,77 @@
--- api.begin_login: the first step of a password login (POST /api/auth/login). It throttles,
--- records the attempt and returns what the app needs to verify the password: the user's id, role
--- and encoded hash (no row for an unknown email; the app then verifies against a dummy hash).
--- Throttling, over a sliding window of 15 minutes: an attempt is refused when its email (in any
--- case, registered or not, so that the answer never tells whether an account exists) already has
--- 5 failed attempts in the window, or its client address (the app passes REMOTE_ADDR) has 20.
--- A refused attempt is not recorded and its password is never checked.
--- An admitted attempt is recorded in internal.login_attempt at once and counts as a failure until
--- api.issue_token, which the app calls only after a correct password, deletes the account's
--- attempts. So a failure costs the app no second call, and concurrent attempts (any worker)
--- cannot overshoot a limit: each counts and inserts under advisory locks per email and address.
--- Raises: MKT29 throttled, DETAIL {"retryAfter": seconds until the window frees a slot};
---         MKV00 missing email.
--- Callers: marketplace_app (POST /api/auth/login), DBAs.
-CREATE OR REPLACE FUNCTION api.begin_login(p_email text, p_client text)
-RETURNS TABLE (user_id text, role text, password_hash text)
+-- The login throttle. A failed password counts against its (email, client) pair, where the
+-- client is internal.client_key of the address the app saw (the socket peer, or the hop a trusted
+-- proxy added). Five failures of one pair within 15 minutes lock that pair only: nobody can lock
+-- an account out for everyone, and a proxy's shared address cannot lock out every user behind it.
+-- Failures from many clients, against one email or from one client against many emails, only slow
+-- the answers down (a few seconds at most), so a correct password from a client with no failures
+-- of its own always gets in.
+DROP FUNCTION IF EXISTS api.begin_login(text, text);
+
+-- internal.login_throttle: the throttle's verdict for one attempt: retry_after (seconds until the
+-- pair may try again; NULL when it may try now) and delay_s (how long the app waits before it
+-- answers: 0.2 s per failure beyond 5 of the email's or 20 of the client's in the window, at most
+-- 3 s). The caller holds the pair's advisory lock when it goes on to record a failure.
+-- Raises: nothing. Callers: app.login_parameters, app.login.
+CREATE OR REPLACE FUNCTION internal.login_throttle(p_email text, p_client text,
+                                                   OUT retry_after integer, OUT delay_s numeric)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH w AS (SELECT interval '15 minutes' AS len)
+    SELECT
+        (SELECT greatest(1, ceil(extract(epoch FROM a.attempted_at + w.len - now())))::integer
+         FROM internal.login_attempt a
+         WHERE a.email = p_email AND a.client = p_client AND a.attempted_at > now() - w.len
+         ORDER BY a.attempted_at DESC OFFSET 4 LIMIT 1),
+        least(3.0, 0.2 * greatest(0,
+            (SELECT count(*) FROM internal.login_attempt a
+             WHERE a.email = p_email AND a.attempted_at > now() - w.len) - 5,
+            (SELECT count(*) FROM internal.login_attempt a
+             WHERE a.client = p_client AND a.attempted_at > now() - w.len) - 20))
+    FROM w
+$$;
+COMMENT ON FUNCTION internal.login_throttle(text, text) IS
+    'Seconds until an (email, client) pair may try a password again (NULL: now), and the delay its answer gets.';
+REVOKE ALL ON FUNCTION internal.login_throttle(text, text) FROM PUBLIC;
+
+-- internal.raise_login_throttled: the 429 of a locked (email, client) pair.
+-- Raises: MKT29 always, DETAIL {"retryAfter": seconds}. Callers: app.login_parameters, app.login.
+CREATE OR REPLACE FUNCTION internal.raise_login_throttled(p_retry_after integer)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'MKT29', MESSAGE = 'too many failed logins from this client; try again later',
+        DETAIL = jsonb_build_object('retryAfter', p_retry_after)::text,
+        HINT = 'Wait retryAfter seconds. A DBA lifts it with python -m pyapp unthrottle EMAIL.';
+END
+$$;
+COMMENT ON FUNCTION internal.raise_login_throttled(integer) IS 'Raises MKT29 for a locked (email, client) pair.';
+REVOKE ALL ON FUNCTION internal.raise_login_throttled(integer) FROM PUBLIC;
+
+-- api.lift_login_throttle: forgets the failed logins of an email (from one client only, when
+-- p_client is given), so a locked pair may try again at once. Returns how many were forgotten.
+-- Raises: MKV00 missing email. Callers: `python -m pyapp unthrottle`, DBAs.
+CREATE OR REPLACE FUNCTION api.lift_login_throttle(p_email text, p_client text DEFAULT NULL)
+RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
-    c_window      constant interval := interval '15 minutes';
-    c_per_account constant integer := 5;
-    c_per_client  constant integer := 20;
-    v_email   text := lower(btrim(p_email));
-    v_client  text := coalesce(left(btrim(p_client), 100), '');
-    v_free_at timestamptz;
+    v_n integer;
 BEGIN
-    IF v_email IS NULL THEN
+    IF p_email IS NULL OR btrim(p_email) = '' THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'email is required',
             DETAIL = jsonb_build_object('field', 'email')::text;
     END IF;
-    -- Always the email's lock first, in two separate key spaces: two logins never wait in a cycle.
-    PERFORM pg_advisory_xact_lock(hashtext('internal.login_attempt.email'), hashtext(v_email));
-    PERFORM pg_advisory_xact_lock(hashtext('internal.login_attempt.client'), hashtext(v_client));
-
-    -- With n >= limit failures in the window, a slot frees when the limit-th newest one leaves it.
-    SELECT max(s.free_at) INTO v_free_at
-    FROM ((SELECT a.attempted_at + c_window FROM internal.login_attempt a
-           WHERE a.email = v_email AND a.attempted_at > now() - c_window
-           ORDER BY a.attempted_at DESC OFFSET c_per_account - 1 LIMIT 1)
-          UNION ALL
-          (SELECT a.attempted_at + c_window FROM internal.login_attempt a
-           WHERE a.client = v_client AND a.attempted_at > now() - c_window
-           ORDER BY a.attempted_at DESC OFFSET c_per_client - 1 LIMIT 1)) AS s(free_at);
-    IF v_free_at IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKT29', MESSAGE = 'too many failed logins; try again later',
-            DETAIL = jsonb_build_object(
-                'retryAfter', greatest(1, ceil(extract(epoch FROM v_free_at - now())))::integer)::text,
-            HINT = 'Wait retryAfter seconds. A DBA lifts it with DELETE FROM internal.login_attempt WHERE email = ...';
-    END IF;
-
-    INSERT INTO internal.login_attempt (email, client) VALUES (v_email, v_client);
-    -- Attempts older than the window count for nothing: sweep them now and then (index on time).
-    IF random() < 0.01 THEN
-        DELETE FROM internal.login_attempt a WHERE a.attempted_at <= now() - c_window;
-    END IF;
-
-    RETURN QUERY SELECT c.user_id, c.role, c.password_hash FROM api.login_credentials(p_email) AS c;
+    DELETE FROM internal.login_attempt a
+    WHERE a.email = lower(btrim(p_email))
+      AND (p_client IS NULL OR a.client = internal.client_key(p_client));
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION api.begin_login(text, text) IS
-    'Starts a password login: MKT29 after 5 failures per email or 20 per client address in 15 minutes; records the attempt as a failure until api.issue_token; returns the credentials.';
-REVOKE ALL ON FUNCTION api.begin_login(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION api.lift_login_throttle(text, text) IS
+    'Forgets an email''s failed logins (from one client when given); returns how many.';
+REVOKE ALL ON FUNCTION api.lift_login_throttle(text, text) FROM PUBLIC;

@@ -2,12 +2,14 @@
 -- Raises: MK503 maintenance; MKV00 bad name, price or stock; MK404 unknown seller;
 --         MK403 the seller is a BUYER.
 -- Callers: marketplace_app, DBAs.
+DROP FUNCTION IF EXISTS api.create_product(text, text, numeric, integer, text);
 CREATE OR REPLACE FUNCTION api.create_product(
     p_seller_id text,
     p_name text,
     p_price numeric,
     p_stock integer,
-    p_description text DEFAULT '')
+    p_description text DEFAULT '',
+    p_max_per_buyer integer DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
@@ -30,15 +32,15 @@ BEGIN
             internal.json_text(jsonb_build_object('description', coalesce(p_description, '')), 'description', 0, 5000),
             internal.json_number(jsonb_build_object('price', p_price), 'price', 0, 99999999.99, false),
             internal.json_number(jsonb_build_object('stock', p_stock), 'stock', 0, 1000000000, true);
-    INSERT INTO "Product" (name, description, price, stock, "sellerId")
-    VALUES (btrim(p_name), btrim(coalesce(p_description, '')), p_price, p_stock, p_seller_id)
+    INSERT INTO "Product" (name, description, price, stock, "sellerId", "maxPerBuyer")
+    VALUES (btrim(p_name), btrim(coalesce(p_description, '')), p_price, p_stock, p_seller_id, p_max_per_buyer)
     RETURNING * INTO v_row;
     RETURN internal.product_json(v_row);
 END
 $$;
-COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text) IS
+COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) IS
     'Lists a new product for a SELLER or ADMIN; its initial stock is the ledger''s opening balance.';
-REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) FROM PUBLIC;
 
 -- api.get_product: one product as JSON (its version is the HTTP ETag).
 -- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.

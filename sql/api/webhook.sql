@@ -1,41 +1,69 @@
--- api.payment_webhook: records one signed payment-provider delivery. The signature (already
--- verified by the app with the shared secret) is stored in "PaymentWebhookDelivery" in the same
--- transaction as api.record_payment, so a signature is accepted at most once and only together
--- with its outcome. A new delivery of an outcome already recorded answers "changed": false.
--- Raises: MKV00 malformed signature or order id; MK401 signature already accepted; and whatever
---         api.record_payment raises (MK503 maintenance, MK404 unknown order, MKS09 success for a
---         cancelled order).
--- Callers: marketplace_app (POST /api/marketplace/payments/webhook), DBAs.
-CREATE OR REPLACE FUNCTION api.payment_webhook(
-    p_signature text,
-    p_order_id text,
-    p_succeeded boolean,
-    p_reference text DEFAULT NULL)
+-- Payment-webhook keys. The HMAC of every delivery is checked in the database (app.payment_webhook)
+-- against keys the app's role cannot read. The two newest keys are active, so a key is rotated by
+-- adding the new one, moving the payment provider to it, then retiring the old one: no delivery
+-- is refused in between.
+DROP FUNCTION IF EXISTS api.payment_webhook(text, text, boolean, text);
+
+-- api.set_webhook_secret: adds a key as the newest (nothing changes when it already is the newest),
+-- keeping the one before it active and dropping any older one. Returns {"added", "active"}.
+-- Raises: MKV00 a key shorter than 16 bytes. Callers: `python -m pyapp webhook-secret set`, `serve`
+--         (from PAYMENT_WEBHOOK_SECRET), DBAs.
+CREATE OR REPLACE FUNCTION api.set_webhook_secret(p_secret text)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
+DECLARE
+    v_key   bytea := convert_to(p_secret, 'UTF8');
+    v_added boolean := false;
 BEGIN
-    IF p_signature IS NULL OR p_signature !~ '^[0-9a-f]{64}$' THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'signature must be 64 lowercase hex digits',
-            DETAIL = jsonb_build_object('field', 'signature')::text;
+    IF p_secret IS NULL OR octet_length(v_key) < 16 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'a webhook secret must be at least 16 bytes',
+            DETAIL = jsonb_build_object('field', 'secret')::text;
     END IF;
-    IF p_order_id IS NULL OR length(p_order_id) NOT BETWEEN 1 AND 200 THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'orderId must be 1 to 200 characters',
-            DETAIL = jsonb_build_object('field', 'orderId')::text;
+    LOCK TABLE internal.webhook_secret IN SHARE ROW EXCLUSIVE MODE;
+    IF v_key IS DISTINCT FROM (SELECT w.secret FROM internal.webhook_secret w ORDER BY w.id DESC LIMIT 1) THEN
+        INSERT INTO internal.webhook_secret (secret) VALUES (v_key);
+        DELETE FROM internal.webhook_secret w
+        WHERE w.id NOT IN (SELECT k.id FROM internal.webhook_secret k ORDER BY k.id DESC LIMIT 2);
+        v_added := true;
     END IF;
-    INSERT INTO "PaymentWebhookDelivery" (signature, "orderId", outcome, reference)
-    VALUES (p_signature, p_order_id, CASE WHEN p_succeeded THEN 'succeeded' ELSE 'failed' END,
-            left(p_reference, 200))
-    ON CONFLICT (signature) DO NOTHING;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'MK401', MESSAGE = 'this webhook signature was already accepted',
-            DETAIL = jsonb_build_object('orderId', p_order_id)::text,
-            HINT = 'Each delivery must be signed anew with a fresh timestamp.';
-    END IF;
-    RETURN api.record_payment(p_order_id, p_succeeded, p_reference);
+    RETURN jsonb_build_object('added', v_added, 'active', (SELECT count(*) FROM internal.webhook_secret));
 END
 $$;
-COMMENT ON FUNCTION api.payment_webhook(text, text, boolean, text) IS
-    'Accepts a verified payment-webhook signature once (MK401 on reuse) and records the payment outcome in the same transaction.';
-REVOKE ALL ON FUNCTION api.payment_webhook(text, text, boolean, text) FROM PUBLIC;
+COMMENT ON FUNCTION api.set_webhook_secret(text) IS
+    'Adds a payment-webhook key as the newest; the previous one stays active until retired.';
+REVOKE ALL ON FUNCTION api.set_webhook_secret(text) FROM PUBLIC;
+
+-- api.retire_webhook_secrets: keeps only the newest key (once the provider signs with it).
+-- Returns {"retired", "active"}.
+-- Raises: nothing. Callers: `python -m pyapp webhook-secret retire`, DBAs.
+CREATE OR REPLACE FUNCTION api.retire_webhook_secrets()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_retired integer;
+BEGIN
+    DELETE FROM internal.webhook_secret w
+    WHERE w.id <> (SELECT max(k.id) FROM internal.webhook_secret k);
+    GET DIAGNOSTICS v_retired = ROW_COUNT;
+    RETURN jsonb_build_object('retired', v_retired, 'active', (SELECT count(*) FROM internal.webhook_secret));
+END
+$$;
+COMMENT ON FUNCTION api.retire_webhook_secrets() IS 'Keeps only the newest payment-webhook key.';
+REVOKE ALL ON FUNCTION api.retire_webhook_secrets() FROM PUBLIC;
+
+-- api.webhook_secrets: the keys on record, newest first, without the keys themselves.
+-- Raises: nothing. Callers: `python -m pyapp webhook-secret status`, DBAs.
+CREATE OR REPLACE FUNCTION api.webhook_secrets()
+RETURNS TABLE (id bigint, created_at timestamptz, active boolean)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT w.id, w.created_at, row_number() OVER (ORDER BY w.id DESC) <= 2
+    FROM internal.webhook_secret w ORDER BY w.id DESC
+$$;
+COMMENT ON FUNCTION api.webhook_secrets() IS 'Payment-webhook keys on record (id, created, active), never the key.';
+REVOKE ALL ON FUNCTION api.webhook_secrets() FROM PUBLIC;
