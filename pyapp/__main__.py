@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Deletes the recorded failed logins of EMAIL (only those from --client when "
                                    "given) and prints how many it cleared.")
     s.add_argument("email", metavar="EMAIL")
-    s.add_argument("--client", default=None, metavar="ADDRESS", help="only the failures from this client address")
+    s.add_argument("--client", default=None, metavar="ADDRESS",
+                   help="only the failures from this client address (an IPv6 one stands for its /64)")
     s.set_defaults(func=settings_commands.unthrottle)
 
     s = sub.add_parser("limits", help="show, and with options set, the limits kept in the database",

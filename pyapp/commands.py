@@ -21,7 +21,7 @@ import psycopg
 from pyapp import config
 from pyapp import migrate as mig
 from pyapp.localpg import bindir
-from pyapp.runtime import ROOT, database, open_database
+from pyapp.runtime import APP_ROLE, ROOT, database, open_database
 
 DEMO_PASSWORD = "artisan-demo-2026"
 DEMO_USERS = [("buyer@example.com", "Demo Buyer", "BUYER"),
@@ -347,8 +347,13 @@ def serve(args) -> int:
         if args.demo:
             print(f"serve: demo users ({DEMO_PASSWORD!r} for each): "
                   + ", ".join(f"{e} ({r})" for e, _, r in DEMO_USERS))
-        env = dict(os.environ)  # with PGPASSFILE for the own cluster (pyapp.runtime)
+        env = dict(os.environ)
         env["DATABASE_URL"] = db.app_url
+        # The app needs neither the webhook key (checked in the database) nor, on the own
+        # cluster, the owner's password: its PGPASSFILE holds marketplace_app's alone.
+        env.pop("PAYMENT_WEBHOOK_SECRET", None)
+        if db.cluster is not None:
+            env["PGPASSFILE"] = str(db.cluster.passfile_for(APP_ROLE))
         if args.workers:
             env["WORKERS"] = str(args.workers)
         print(f"serve: http://{cfg.host}:{cfg.port}/ (Ctrl-C stops)", flush=True)

@@ -63,6 +63,20 @@ def _chown(path: Path) -> None:
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Writes `text` to `path` with mode 0600 (never readable by others, not even for a moment),
+    unless it already holds exactly that with that mode."""
+    if path.exists() and path.read_text() == text and not path.stat().st_mode & 0o077:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 class Cluster:
     """One PostgreSQL cluster in `datadir`, listening on 127.0.0.1:`port` and a socket beside it."""
 
@@ -180,17 +194,18 @@ class Cluster:
                 if len(parts) == 5 and not line.startswith("#"):
                     found[parts[3]] = parts[4]
         wanted = {role: found.get(role) or secrets.token_urlsafe(32) for role in LOGIN_ROLES}
-        text = "".join(f"127.0.0.1:{self.port}:*:{role}:{pw}\n" for role, pw in wanted.items())
-        if not self.pgpass.exists() or self.pgpass.read_text() != text \
-                or self.pgpass.stat().st_mode & 0o077:
-            self.rundir.mkdir(parents=True, exist_ok=True)
-            tmp = self.pgpass.with_name("pgpass.new")
-            tmp.unlink(missing_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, self.pgpass)
+        _write_private(self.pgpass, "".join(self._pgpass_line(role, pw) for role, pw in wanted.items()))
         return wanted
+
+    def _pgpass_line(self, role: str, password: str) -> str:
+        return f"127.0.0.1:{self.port}:*:{role}:{password}\n"
+
+    def passfile_for(self, role: str) -> Path:
+        """A pgpass file with `role`'s password only (`<datadir>.run/pgpass.<role>`, mode 0600):
+        what a process that logs in as that role alone (the HTTP app) gets as PGPASSFILE."""
+        path = self.rundir / f"pgpass.{role}"
+        _write_private(path, self._pgpass_line(role, self.passwords()[role]))
+        return path
 
     def _socket_connect(self) -> psycopg.Connection:
         """`postgres` over the socket (peer authentication): no password needed."""

@@ -136,7 +136,7 @@ def webhook_secret(args) -> int:
 def unthrottle(args) -> int:
     if args.client is not None:
         try:
-            ipaddress.ip_network(args.client.strip(), strict=False)
+            ipaddress.ip_address(args.client.strip())  # the database throttles an IPv6 one by its /64
         except ValueError:
             print(f"pyapp: --client must be an IP address, not {args.client!r}", file=sys.stderr)
             return 2

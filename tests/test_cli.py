@@ -281,14 +281,16 @@ def test_limits_show_and_set(db_url):
 # ---------------------------------------------------------------- the project's own cluster
 
 def test_gunicorn_trusts_forwarding_headers_only_from_trusted_proxies():
-    probe = ("import runpy; from gunicorn.config import Config; "
-             "v = runpy.run_path('pyapp/gunicorn_conf.py')['forwarded_allow_ips']; "
-             "c = Config(); c.set('forwarded_allow_ips', v); print(c.forwarded_allow_ips)")
+    # gunicorn's own reading of pyapp/gunicorn_conf.py: TRUSTED_PROXIES, else nobody (not its
+    # default 127.0.0.1 and ::1, and not FORWARDED_ALLOW_IPS).
     for value, expected in (("", "[]"), ("10.0.0.5, 192.168.0.0/16,::1", "['10.0.0.5/32', '192.168.0.0/16', '::1/128']")):
         env = {**os.environ, "TRUSTED_PROXIES": value, "FORWARDED_ALLOW_IPS": "*"}
-        r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run([sys.executable, "-m", "gunicorn", "--print-config", "-c", "pyapp/gunicorn_conf.py",
+                            "pyapp.wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
-        assert r.stdout.strip() == expected
+        setting = [ln.split("=", 1)[1].strip() for ln in r.stdout.splitlines()
+                   if ln.split("=", 1)[0].strip() == "forwarded_allow_ips"]
+        assert setting == [expected], r.stdout
 
 
 @pytest.fixture
@@ -346,6 +348,13 @@ def serving(pgdata: Path, *args: str, **env):
         proc.output = lambda: out_text
 
 
+def environ_of_child(pid: int) -> dict[str, str]:
+    """The environment of the (first) child process of `pid`: gunicorn's, under serve."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    raw = Path(f"/proc/{children[0]}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
 def assert_passwords_required(pgdata: Path) -> None:
     """Over TCP, both login roles of the own cluster are refused without their password or with a
     wrong one, and admitted with the pgpass file beside the cluster, which only its owner reads."""
@@ -377,10 +386,15 @@ def test_serve_makes_its_own_cluster_with_passwords(own_pgdata):
             assert [a for _, _, a in conn.execute("SELECT * FROM api.webhook_secrets()")] == [True]
             assert conn.execute("""SELECT count(*) FROM "User" WHERE email IN
                                    ('buyer@example.com', 'seller@example.com', 'admin@example.com')""").fetchone()[0] == 3
-        # The app logs in as marketplace_app with the pgpass file (its URL has no password).
+        # The app logs in as marketplace_app with a pgpass file of its own password alone (its
+        # URL has none), and is not given the webhook key (the database checks signatures).
         assert requests.get(url + "/api/marketplace/products", timeout=10).status_code == 200
-        # gunicorn takes forwarding headers from no one by default, not even from 127.0.0.1.
-        assert requests.get(url + "/health", headers={"SCRIPT_NAME": "/elsewhere"}, timeout=10).status_code == 400
+        app_env = environ_of_child(proc.pid)
+        assert "PAYMENT_WEBHOOK_SECRET" not in app_env
+        assert app_env["DATABASE_URL"] == cluster.dsn("marketplace", "marketplace_app")
+        app_passfile = Path(app_env["PGPASSFILE"])
+        assert stat.S_IMODE(app_passfile.stat().st_mode) == 0o600
+        assert [ln.split(":")[3] for ln in app_passfile.read_text().splitlines()] == ["marketplace_app"]
     assert proc.returncode == 0, proc.output()[-3000:]
     assert secret not in proc.output()
     assert not Cluster(own_pgdata).running()  # serve stopped the cluster it started
