@@ -27,13 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_PASSFILE = "/nonexistent/pgpass"
 
 
+OWN_CLUSTER_UNSET = ("DATABASE_URL", "APP_DATABASE_URL", "PGPASSFILE", "PGPASSWORD")
+
+
 def pyapp(url: str | None, *args: str, timeout: float = 120, input: str = "", **env) -> subprocess.CompletedProcess:
     """Runs a command against DATABASE_URL=url; url None: against the project's own cluster (then
     pass LOCAL_PGDATA). Standard input is `input`, never the terminal."""
     full = {**os.environ, **env}
-    for name in ("DATABASE_URL", "APP_DATABASE_URL", "PGPASSFILE", "PGPASSWORD"):
-        full.pop(name, None)
-    if url is not None:
+    if url is None:
+        for name in OWN_CLUSTER_UNSET:
+            full.pop(name, None)
+    else:
         full["DATABASE_URL"] = url
     return subprocess.run([sys.executable, "-m", "pyapp", *args], cwd=ROOT, env=full,
                           capture_output=True, text=True, timeout=timeout, input=input)
@@ -310,8 +314,7 @@ def serving(pgdata: Path, *args: str, **env):
     """`python -m pyapp serve ARGS` on the own cluster in `pgdata`, on a free port, until healthy.
     Yields (base URL, process); after the block, SIGTERM and the exit code in process.returncode."""
     port = free_port()
-    full = {k: v for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "APP_DATABASE_URL", "PGPASSFILE", "PGPASSWORD")}
+    full = {k: v for k, v in os.environ.items() if k not in OWN_CLUSTER_UNSET}
     full.update(LOCAL_PGDATA=str(pgdata), HOST="127.0.0.1", PORT=str(port), WORKERS="1", THREADS="4", **env)
     out = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "pyapp", "serve", *args], cwd=ROOT, env=full,
@@ -423,6 +426,10 @@ def test_trust_cluster_of_an_earlier_version_is_converted(own_pgdata):
     assert r.returncode == 0, r.stdout + r.stderr
     assert_passwords_required(own_pgdata)
     assert old.running()
+    # Children get the password file too: pg_dump, for a backup.
+    r = pyapp(None, "backup", "--dir", str(own_pgdata.parent / "backups"), LOCAL_PGDATA=str(own_pgdata))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(list((own_pgdata.parent / "backups").glob("marketplace-*.dump"))) == 1
 
 
 def test_serve_demo_only_in_its_own_cluster_on_loopback(own_pgdata):
