@@ -235,16 +235,16 @@ def health(db):
     return state
 
 
-SNAPSHOT_MAX_AGE_S = 15.0
 _snapshot_lock = threading.Lock()
 _snapshot: dict = {"at": float("-inf"), "value": None}
 
 
 def _database_snapshot(db) -> dict | None:
-    """api.ops_snapshot at most once per SNAPSHOT_MAX_AGE_S per worker: a scrape storm costs the
-    database nothing more. None when the database cannot be read (the scrape still answers)."""
+    """api.ops_snapshot at most once per METRICS_DB_CACHE_SECONDS (15) per worker: a scrape storm
+    costs the database nothing more. None when the database cannot be read (the scrape still
+    answers, with mk_database_up 0)."""
     with _snapshot_lock:
-        if time.monotonic() - _snapshot["at"] < SNAPSHOT_MAX_AGE_S:
+        if time.monotonic() - _snapshot["at"] < config.get().metrics_cache_s:
             return _snapshot["value"]
     try:
         value = db.one("SELECT app.ops_snapshot(make_interval(mins => %s))", (config.get().order_hold_minutes,))
