@@ -347,6 +347,12 @@ def serve(args) -> int:
         if args.demo:
             print(f"serve: demo users ({DEMO_PASSWORD!r} for each): "
                   + ", ".join(f"{e} ({r})" for e, _, r in DEMO_USERS))
+        if db.cluster is None and db.app_url == db.owner_url:
+            # The app's role is the security boundary (docs/security.md); the owner can do anything.
+            print("serve: WARNING: APP_DATABASE_URL is unset, so the HTTP app connects with DATABASE_URL, "
+                  "as the database owner. Point APP_DATABASE_URL at the marketplace_app role "
+                  "(ALTER ROLE marketplace_app PASSWORD ...) to keep a stolen app credential harmless.",
+                  file=sys.stderr, flush=True)
         env = dict(os.environ)
         env["DATABASE_URL"] = db.app_url
         # The app needs neither the webhook key (checked in the database) nor, on the own
