@@ -27,7 +27,7 @@ class Postgres:
         self.created: list[str] = []
         url = os.environ.get("BENCH_DATABASE_URL")
         if not url:
-            self.cluster = Cluster(tmp / "pgdata")
+            self.cluster = Cluster(tmp / "pgdata", trust=True)
             self.cluster.init()
             if extra_conf:
                 with open(self.cluster.datadir / "postgresql.conf", "a") as f:

@@ -35,6 +35,34 @@ COMMENT ON FUNCTION internal.client_key(text) IS
     'Throttling key of a client address: IPv4 as is, IPv6 by its /64, anything else as given.';
 REVOKE ALL ON FUNCTION internal.client_key(text) FROM PUBLIC;
 
+-- ==== sql/internal/expected_migrations.sql ====
+-- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
+-- to. Each new migration restates this function with its own id added, so
+-- api.integrity_report() can tell when a database lags behind its code.
+-- Raises: nothing. Callers: api.integrity_report.
+CREATE OR REPLACE FUNCTION internal.expected_migrations()
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT ARRAY[
+        '0001_initial_marketplace_schema',
+        '0002_add_version_to_product',
+        '0003_core_rules',
+        '0004_api_functions',
+        '0005_checkout_stats',
+        '0006_login_throttle',
+        '0007_checkout_uuid7_functions',
+        '0008_time_ordered_ids',
+        '0009_ops_input_checks',
+        '0010_checkout_early_release',
+        '0011_app_boundary_schema',
+        '0012_app_boundary_functions'
+    ]
+$$;
+COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
+REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;
+
 -- ==== sql/internal/password_hash.sql ====
 -- internal.scrypt_target: the scrypt cost every password hash should have: OWASP's guidance for
 -- scrypt (N = 2^17, r = 8, p = 1: 128 MiB and roughly a quarter to half a second per derivation
@@ -82,159 +110,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION internal.b64url(bytea) IS 'Unpadded URL-safe base64 of bytes.';
 REVOKE ALL ON FUNCTION internal.b64url(bytea) FROM PUBLIC;
-
--- ==== sql/internal/expected_migrations.sql ====
--- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
--- to. Each new migration restates this function with its own id added, so
--- api.integrity_report() can tell when a database lags behind its code.
--- Raises: nothing. Callers: api.integrity_report.
-CREATE OR REPLACE FUNCTION internal.expected_migrations()
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY[
-        '0001_initial_marketplace_schema',
-        '0002_add_version_to_product',
-        '0003_core_rules',
-        '0004_api_functions',
-        '0005_checkout_stats',
-        '0006_login_throttle',
-        '0007_checkout_uuid7_functions',
-        '0008_time_ordered_ids',
-        '0009_ops_input_checks',
-        '0010_checkout_early_release',
-        '0011_app_boundary_schema',
-        '0012_app_boundary_functions'
-    ]
-$$;
-COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
-REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;
-
--- ==== sql/api/error_codes.sql ====
--- api.error_codes: the one registry of every SQLSTATE the project raises.
--- Each code is in the project's own class MK (the SQL standard reserves classes 0-4 and A-H,
--- PostgreSQL uses 5, P, X and Y). The HTTP app loads this table at start-up to map errors, and a
--- test checks that the README's error table says the same.
--- Raises: nothing. Callers: anyone with EXECUTE (the HTTP app, DBAs, CI).
-CREATE OR REPLACE FUNCTION api.error_codes()
-RETURNS TABLE (sqlstate text, code text, http_status integer, title text)
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    VALUES
-        ('MK400', 'INSUFFICIENT_STOCK',     400, 'Stock insuficiente'),
-        ('MKE00', 'EMPTY_CART',             400, 'The cart is empty'),
-        ('MKV00', 'INVALID_ARGUMENT',       400, 'Invalid argument'),
-        ('MK401', 'UNAUTHENTICATED',        401, 'Authentication required'),
-        ('MKW01', 'INVALID_SIGNATURE',      401, 'Invalid signature'),
-        ('MK403', 'FORBIDDEN',              403, 'Not allowed'),
-        ('MK404', 'NOT_FOUND',              404, 'Not found'),
-        ('MK409', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification'),
-        ('MKC09', 'ALREADY_EXISTS',         409, 'Already exists'),
-        ('MKS09', 'INVALID_STATE',          409, 'Not allowed in the current state'),
-        ('MKQ09', 'MAX_PER_BUYER_EXCEEDED', 409, 'More than this product allows per buyer'),
-        ('MKU09', 'TOO_MANY_UNPAID_ORDERS', 409, 'Too many unpaid orders'),
-        ('MKI22', 'IDEMPOTENCY_KEY_REUSED', 422, 'Idempotency key reused with another payload'),
-        ('MKT29', 'TOO_MANY_ATTEMPTS',      429, 'Too many attempts'),
-        ('MK503', 'MAINTENANCE',            503, 'Service under maintenance'),
-        ('MKN03', 'WEBHOOK_NOT_CONFIGURED', 503, 'Service unavailable')
-$$;
-COMMENT ON FUNCTION api.error_codes() IS
-    'Registry of the project''s SQLSTATEs (class MK): code, HTTP status and title of each.';
-REVOKE ALL ON FUNCTION api.error_codes() FROM PUBLIC;
-
--- ==== sql/api/products.sql ====
--- api.create_product: a seller (or admin) lists a new product; its initial stock opens the ledger.
--- Raises: MK503 maintenance; MKV00 bad name, price or stock; MK404 unknown seller;
---         MK403 the seller is a BUYER.
--- Callers: marketplace_app, DBAs.
-DROP FUNCTION IF EXISTS api.create_product(text, text, numeric, integer, text);
-CREATE OR REPLACE FUNCTION api.create_product(
-    p_seller_id text,
-    p_name text,
-    p_price numeric,
-    p_stock integer,
-    p_description text DEFAULT '',
-    p_max_per_buyer integer DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    v_role text;
-    v_row  "Product";
-BEGIN
-    PERFORM internal.assert_writable();
-    SELECT u.role INTO v_role FROM "User" u WHERE u.id = p_seller_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'seller not found',
-            DETAIL = jsonb_build_object('sellerId', p_seller_id)::text;
-    END IF;
-    IF v_role NOT IN ('SELLER', 'ADMIN') THEN
-        RAISE EXCEPTION USING ERRCODE = 'MK403', MESSAGE = 'only sellers and admins may list products',
-            DETAIL = jsonb_build_object('role', v_role)::text;
-    END IF;
-    PERFORM internal.json_text(jsonb_build_object('name', p_name), 'name', 1, 200),
-            internal.json_text(jsonb_build_object('description', coalesce(p_description, '')), 'description', 0, 5000),
-            internal.json_number(jsonb_build_object('price', p_price), 'price', 0, 99999999.99, false),
-            internal.json_number(jsonb_build_object('stock', p_stock), 'stock', 0, 1000000000, true);
-    INSERT INTO "Product" (name, description, price, stock, "sellerId", "maxPerBuyer")
-    VALUES (btrim(p_name), btrim(coalesce(p_description, '')), p_price, p_stock, p_seller_id, p_max_per_buyer)
-    RETURNING * INTO v_row;
-    RETURN internal.product_json(v_row);
-END
-$$;
-COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) IS
-    'Lists a new product for a SELLER or ADMIN; its initial stock is the ledger''s opening balance.';
-REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) FROM PUBLIC;
-
--- api.get_product: one product as JSON (its version is the HTTP ETag).
--- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.
-CREATE OR REPLACE FUNCTION api.get_product(p_product_id text)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    v_row "Product";
-BEGIN
-    SELECT * INTO v_row FROM "Product" p WHERE p.id = p_product_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'product not found',
-            DETAIL = jsonb_build_object('productId', p_product_id)::text;
-    END IF;
-    RETURN internal.product_json(v_row);
-END
-$$;
-COMMENT ON FUNCTION api.get_product(text) IS 'One product as JSON; MK404 when absent.';
-REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
-
--- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
--- pagination, so a page costs the same at any depth of a large catalogue).
--- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
-CREATE OR REPLACE FUNCTION api.list_products(p_limit integer DEFAULT 50, p_after text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    v_items jsonb;
-BEGIN
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 200 THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'limit must be between 1 and 200',
-            DETAIL = jsonb_build_object('field', 'limit', 'value', p_limit)::text;
-    END IF;
-    SELECT coalesce(jsonb_agg(internal.product_json(p) ORDER BY p.id), '[]'::jsonb) INTO v_items
-    FROM (SELECT * FROM "Product" p WHERE p_after IS NULL OR p.id > p_after ORDER BY p.id LIMIT p_limit) p;
-    RETURN jsonb_build_object(
-        'items', v_items,
-        'next', CASE WHEN jsonb_array_length(v_items) = p_limit THEN v_items -> (p_limit - 1) ->> 'id' END);
-END
-$$;
-COMMENT ON FUNCTION api.list_products(integer, text) IS
-    'A page of products in id order after a cursor: {items, next}.';
-REVOKE ALL ON FUNCTION api.list_products(integer, text) FROM PUBLIC;
 
 -- ==== sql/api/auth.sql ====
 -- api.create_user: creates a user of any role (BUYER, SELLER or ADMIN). The password never reaches
@@ -424,6 +299,100 @@ COMMENT ON FUNCTION api.authenticate(text, text) IS
     'User id behind a token hash (MK401 unknown/expired/revoked); MK403 without the required role (ADMIN satisfies any).';
 REVOKE ALL ON FUNCTION api.authenticate(text, text) FROM PUBLIC;
 
+-- ==== sql/api/error_codes.sql ====
+-- api.error_codes: the one registry of every SQLSTATE the project raises.
+-- Each code is in the project's own class MK (the SQL standard reserves classes 0-4 and A-H,
+-- PostgreSQL uses 5, P, X and Y). The HTTP app loads this table at start-up to map errors, and a
+-- test checks that the README's error table says the same.
+-- Raises: nothing. Callers: anyone with EXECUTE (the HTTP app, DBAs, CI).
+CREATE OR REPLACE FUNCTION api.error_codes()
+RETURNS TABLE (sqlstate text, code text, http_status integer, title text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    VALUES
+        ('MK400', 'INSUFFICIENT_STOCK',     400, 'Stock insuficiente'),
+        ('MKE00', 'EMPTY_CART',             400, 'The cart is empty'),
+        ('MKV00', 'INVALID_ARGUMENT',       400, 'Invalid argument'),
+        ('MK401', 'UNAUTHENTICATED',        401, 'Authentication required'),
+        ('MKW01', 'INVALID_SIGNATURE',      401, 'Invalid signature'),
+        ('MK403', 'FORBIDDEN',              403, 'Not allowed'),
+        ('MK404', 'NOT_FOUND',              404, 'Not found'),
+        ('MK409', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification'),
+        ('MKC09', 'ALREADY_EXISTS',         409, 'Already exists'),
+        ('MKS09', 'INVALID_STATE',          409, 'Not allowed in the current state'),
+        ('MKQ09', 'MAX_PER_BUYER_EXCEEDED', 409, 'More than this product allows per buyer'),
+        ('MKU09', 'TOO_MANY_UNPAID_ORDERS', 409, 'Too many unpaid orders'),
+        ('MKI22', 'IDEMPOTENCY_KEY_REUSED', 422, 'Idempotency key reused with another payload'),
+        ('MKT29', 'TOO_MANY_ATTEMPTS',      429, 'Too many attempts'),
+        ('MK503', 'MAINTENANCE',            503, 'Service under maintenance'),
+        ('MKN03', 'WEBHOOK_NOT_CONFIGURED', 503, 'Service unavailable')
+$$;
+COMMENT ON FUNCTION api.error_codes() IS
+    'Registry of the project''s SQLSTATEs (class MK): code, HTTP status and title of each.';
+REVOKE ALL ON FUNCTION api.error_codes() FROM PUBLIC;
+
+-- ==== sql/api/limits.sql ====
+-- api.limits: the limits against hoarding and mass sign-up, from internal.settings:
+-- {"maxUnpaidOrders", "registrationsPerClientPerHour"} (null: no limit).
+-- Raises: nothing. Callers: `python -m pyapp limits`, DBAs.
+CREATE OR REPLACE FUNCTION api.limits()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT jsonb_build_object('maxUnpaidOrders', s.max_unpaid_orders,
+                              'registrationsPerClientPerHour', s.registrations_per_client_per_hour)
+    FROM internal.settings s
+$$;
+COMMENT ON FUNCTION api.limits() IS 'Unpaid orders per buyer and sign-ups per client per hour (null: no limit).';
+REVOKE ALL ON FUNCTION api.limits() FROM PUBLIC;
+
+-- api.set_limits: changes the limits named in p_limits (same keys as api.limits; JSON null lifts
+-- a limit; an absent key is left as it is) and returns them all. The app's role cannot call it:
+-- the environment's MAX_UNPAID_ORDERS and REGISTRATIONS_PER_CLIENT_PER_HOUR reach the database
+-- through `python -m pyapp serve` or `limits`, as the owner.
+-- Raises: MKV00 unknown key, or a value that is neither null nor an integer 1..1000000.
+-- Callers: `python -m pyapp serve`, `python -m pyapp limits`, tests, DBAs.
+CREATE OR REPLACE FUNCTION api.set_limits(p_limits jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_key text;
+BEGIN
+    IF p_limits IS NULL OR jsonb_typeof(p_limits) <> 'object' THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'limits must be a JSON object',
+            DETAIL = jsonb_build_object('field', 'limits')::text;
+    END IF;
+    FOR v_key IN SELECT jsonb_object_keys(p_limits) LOOP
+        IF v_key NOT IN ('maxUnpaidOrders', 'registrationsPerClientPerHour') THEN
+            RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'unknown limit: ' || v_key,
+                DETAIL = jsonb_build_object('field', v_key)::text,
+                HINT = 'Known: maxUnpaidOrders, registrationsPerClientPerHour.';
+        END IF;
+        IF jsonb_typeof(p_limits -> v_key) <> 'null' AND NOT (
+               jsonb_typeof(p_limits -> v_key) = 'number'
+               AND (p_limits ->> v_key) ~ '^[0-9]{1,7}$'
+               AND (p_limits ->> v_key)::integer BETWEEN 1 AND 1000000) THEN
+            RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = v_key || ' must be null or an integer from 1 to 1000000',
+                DETAIL = jsonb_build_object('field', v_key)::text;
+        END IF;
+    END LOOP;
+    UPDATE internal.settings s SET
+        max_unpaid_orders = CASE WHEN p_limits ? 'maxUnpaidOrders'
+                                 THEN (p_limits ->> 'maxUnpaidOrders')::integer ELSE s.max_unpaid_orders END,
+        registrations_per_client_per_hour = CASE WHEN p_limits ? 'registrationsPerClientPerHour'
+                                 THEN (p_limits ->> 'registrationsPerClientPerHour')::integer
+                                 ELSE s.registrations_per_client_per_hour END;
+    RETURN api.limits();
+END
+$$;
+COMMENT ON FUNCTION api.set_limits(jsonb) IS
+    'Sets maxUnpaidOrders and/or registrationsPerClientPerHour (null: no limit); returns the limits.';
+REVOKE ALL ON FUNCTION api.set_limits(jsonb) FROM PUBLIC;
+
 -- ==== sql/api/login_throttle.sql ====
 -- The login throttle. A failed password counts against its (email, client) pair, where the
 -- client is internal.client_key of the address the app saw (the socket peer, or the hop a trusted
@@ -503,6 +472,98 @@ COMMENT ON FUNCTION api.lift_login_throttle(text, text) IS
     'Forgets an email''s failed logins (from one client when given); returns how many.';
 REVOKE ALL ON FUNCTION api.lift_login_throttle(text, text) FROM PUBLIC;
 
+-- ==== sql/api/products.sql ====
+-- api.create_product: a seller (or admin) lists a new product; its initial stock opens the ledger.
+-- Raises: MK503 maintenance; MKV00 bad name, price or stock; MK404 unknown seller;
+--         MK403 the seller is a BUYER.
+-- Callers: marketplace_app, DBAs.
+DROP FUNCTION IF EXISTS api.create_product(text, text, numeric, integer, text);
+CREATE OR REPLACE FUNCTION api.create_product(
+    p_seller_id text,
+    p_name text,
+    p_price numeric,
+    p_stock integer,
+    p_description text DEFAULT '',
+    p_max_per_buyer integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_role text;
+    v_row  "Product";
+BEGIN
+    PERFORM internal.assert_writable();
+    SELECT u.role INTO v_role FROM "User" u WHERE u.id = p_seller_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'seller not found',
+            DETAIL = jsonb_build_object('sellerId', p_seller_id)::text;
+    END IF;
+    IF v_role NOT IN ('SELLER', 'ADMIN') THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK403', MESSAGE = 'only sellers and admins may list products',
+            DETAIL = jsonb_build_object('role', v_role)::text;
+    END IF;
+    PERFORM internal.json_text(jsonb_build_object('name', p_name), 'name', 1, 200),
+            internal.json_text(jsonb_build_object('description', coalesce(p_description, '')), 'description', 0, 5000),
+            internal.json_number(jsonb_build_object('price', p_price), 'price', 0, 99999999.99, false),
+            internal.json_number(jsonb_build_object('stock', p_stock), 'stock', 0, 1000000000, true);
+    INSERT INTO "Product" (name, description, price, stock, "sellerId", "maxPerBuyer")
+    VALUES (btrim(p_name), btrim(coalesce(p_description, '')), p_price, p_stock, p_seller_id, p_max_per_buyer)
+    RETURNING * INTO v_row;
+    RETURN internal.product_json(v_row);
+END
+$$;
+COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) IS
+    'Lists a new product for a SELLER or ADMIN; its initial stock is the ledger''s opening balance.';
+REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) FROM PUBLIC;
+
+-- api.get_product: one product as JSON (its version is the HTTP ETag).
+-- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.
+CREATE OR REPLACE FUNCTION api.get_product(p_product_id text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_row "Product";
+BEGIN
+    SELECT * INTO v_row FROM "Product" p WHERE p.id = p_product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'product not found',
+            DETAIL = jsonb_build_object('productId', p_product_id)::text;
+    END IF;
+    RETURN internal.product_json(v_row);
+END
+$$;
+COMMENT ON FUNCTION api.get_product(text) IS 'One product as JSON; MK404 when absent.';
+REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
+
+-- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
+-- pagination, so a page costs the same at any depth of a large catalogue).
+-- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
+CREATE OR REPLACE FUNCTION api.list_products(p_limit integer DEFAULT 50, p_after text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_items jsonb;
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'limit must be between 1 and 200',
+            DETAIL = jsonb_build_object('field', 'limit', 'value', p_limit)::text;
+    END IF;
+    SELECT coalesce(jsonb_agg(internal.product_json(p) ORDER BY p.id), '[]'::jsonb) INTO v_items
+    FROM (SELECT * FROM "Product" p WHERE p_after IS NULL OR p.id > p_after ORDER BY p.id LIMIT p_limit) p;
+    RETURN jsonb_build_object(
+        'items', v_items,
+        'next', CASE WHEN jsonb_array_length(v_items) = p_limit THEN v_items -> (p_limit - 1) ->> 'id' END);
+END
+$$;
+COMMENT ON FUNCTION api.list_products(integer, text) IS
+    'A page of products in id order after a cursor: {items, next}.';
+REVOKE ALL ON FUNCTION api.list_products(integer, text) FROM PUBLIC;
+
 -- ==== sql/api/webhook.sql ====
 -- Payment-webhook keys. The HMAC of every delivery is checked in the database (app.payment_webhook)
 -- against keys the app's role cannot read. The two newest keys are active, so a key is rotated by
@@ -573,67 +634,6 @@ AS $$
 $$;
 COMMENT ON FUNCTION api.webhook_secrets() IS 'Payment-webhook keys on record (id, created, active), never the key.';
 REVOKE ALL ON FUNCTION api.webhook_secrets() FROM PUBLIC;
-
--- ==== sql/api/limits.sql ====
--- api.limits: the limits against hoarding and mass sign-up, from internal.settings:
--- {"maxUnpaidOrders", "registrationsPerClientPerHour"} (null: no limit).
--- Raises: nothing. Callers: `python -m pyapp limits`, DBAs.
-CREATE OR REPLACE FUNCTION api.limits()
-RETURNS jsonb
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-    SELECT jsonb_build_object('maxUnpaidOrders', s.max_unpaid_orders,
-                              'registrationsPerClientPerHour', s.registrations_per_client_per_hour)
-    FROM internal.settings s
-$$;
-COMMENT ON FUNCTION api.limits() IS 'Unpaid orders per buyer and sign-ups per client per hour (null: no limit).';
-REVOKE ALL ON FUNCTION api.limits() FROM PUBLIC;
-
--- api.set_limits: changes the limits named in p_limits (same keys as api.limits; JSON null lifts
--- a limit; an absent key is left as it is) and returns them all. The app's role cannot call it:
--- the environment's MAX_UNPAID_ORDERS and REGISTRATIONS_PER_CLIENT_PER_HOUR reach the database
--- through `python -m pyapp serve` or `limits`, as the owner.
--- Raises: MKV00 unknown key, or a value that is neither null nor an integer 1..1000000.
--- Callers: `python -m pyapp serve`, `python -m pyapp limits`, tests, DBAs.
-CREATE OR REPLACE FUNCTION api.set_limits(p_limits jsonb)
-RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-DECLARE
-    v_key text;
-BEGIN
-    IF p_limits IS NULL OR jsonb_typeof(p_limits) <> 'object' THEN
-        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'limits must be a JSON object',
-            DETAIL = jsonb_build_object('field', 'limits')::text;
-    END IF;
-    FOR v_key IN SELECT jsonb_object_keys(p_limits) LOOP
-        IF v_key NOT IN ('maxUnpaidOrders', 'registrationsPerClientPerHour') THEN
-            RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'unknown limit: ' || v_key,
-                DETAIL = jsonb_build_object('field', v_key)::text,
-                HINT = 'Known: maxUnpaidOrders, registrationsPerClientPerHour.';
-        END IF;
-        IF jsonb_typeof(p_limits -> v_key) <> 'null' AND NOT (
-               jsonb_typeof(p_limits -> v_key) = 'number'
-               AND (p_limits ->> v_key) ~ '^[0-9]{1,7}$'
-               AND (p_limits ->> v_key)::integer BETWEEN 1 AND 1000000) THEN
-            RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = v_key || ' must be null or an integer from 1 to 1000000',
-                DETAIL = jsonb_build_object('field', v_key)::text;
-        END IF;
-    END LOOP;
-    UPDATE internal.settings s SET
-        max_unpaid_orders = CASE WHEN p_limits ? 'maxUnpaidOrders'
-                                 THEN (p_limits ->> 'maxUnpaidOrders')::integer ELSE s.max_unpaid_orders END,
-        registrations_per_client_per_hour = CASE WHEN p_limits ? 'registrationsPerClientPerHour'
-                                 THEN (p_limits ->> 'registrationsPerClientPerHour')::integer
-                                 ELSE s.registrations_per_client_per_hour END;
-    RETURN api.limits();
-END
-$$;
-COMMENT ON FUNCTION api.set_limits(jsonb) IS
-    'Sets maxUnpaidOrders and/or registrationsPerClientPerHour (null: no limit); returns the limits.';
-REVOKE ALL ON FUNCTION api.set_limits(jsonb) FROM PUBLIC;
 
 -- ==== sql/app/auth.sql ====
 -- Schema app: what the HTTP app's role marketplace_app may call, and nothing else. Each function
@@ -1124,9 +1124,8 @@ BEGIN
             SELECT 1 FROM "Order" o WHERE o."userId" = v_user AND o."idempotencyKey" = p_idempotency_key)) THEN
         PERFORM pg_advisory_xact_lock(1296782163, hashtext(v_user));
         SELECT count(*) INTO v_unpaid
-        FROM (SELECT 1 FROM "Order" o
-              WHERE o."userId" = v_user AND o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED')
-              LIMIT v_max) u;
+        FROM "Order" o
+        WHERE o."userId" = v_user AND o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED');
         IF v_unpaid >= v_max THEN
             RAISE EXCEPTION USING ERRCODE = 'MKU09',
                 MESSAGE = format('you already hold %s unpaid orders; pay or cancel one first', v_unpaid),

@@ -1,8 +1,10 @@
 """python -m pyapp <command>: the marketplace's operations commands. `--help` on any of them.
 
 Exit codes: 0 success; 1 a check failed (pending migrations, failed integrity check, race not
-won exactly once, refused rollback) or, for alerts, a warning fires; 2 bad usage or, for alerts,
-a critical alert fires; 3 the database (or, for simulate-race, the server) could not be reached.
+won exactly once, refused rollback, no active webhook key for webhook-secret status) or, for
+alerts, a warning fires; 2 bad usage (also a value the database refuses, or serve --demo outside
+the project's own cluster or on a non-loopback HOST) or, for alerts, a critical alert fires; 3
+the database (or, for simulate-race, the server or the database) could not be reached.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import urllib.error
 
 import psycopg
 
-from pyapp import commands
+from pyapp import commands, race, settings_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,8 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", help="serve the HTTP API with gunicorn (local cluster when DATABASE_URL is unset)")
-    s.add_argument("--demo", action="store_true", help="load the demo catalogue and users when the database has no users")
+    s.add_argument("--demo", action="store_true",
+                   help="load the demo catalogue and users when the database has no users; only in the project's "
+                        "own cluster (DATABASE_URL unset) with a loopback HOST, else exit 2")
     s.add_argument("--workers", type=int, default=None, help="gunicorn worker processes (default: WORKERS or 2)")
+    s.epilog = ("After migrating, writes PAYMENT_WEBHOOK_SECRET, MAX_UNPAID_ORDERS and "
+                "REGISTRATIONS_PER_CLIENT_PER_HOUR into the database when they are set, then runs gunicorn "
+                "as the app role. Exit 2 on a malformed variable or a value the database refuses.")
     s.set_defaults(func=commands.serve)
 
     s = sub.add_parser("migrate", help="apply every pending migration")
@@ -82,10 +89,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--password", default=None, help="default: read from the MARKETPLACE_PASSWORD variable or prompt")
     s.set_defaults(func=commands.create_user)
 
-    s = sub.add_parser("simulate-race", help="N buyers race for the last unit over HTTP; exit 0 only if exactly one wins")
+    s = sub.add_parser("simulate-race", help="N buyers race for the last unit over HTTP; exit 0 only if exactly one wins",
+                       description="As the owner (DATABASE_URL, or the project's own cluster) make a product with "
+                                   "stock 1 and N buyers with it in their cart, then all check out at once over "
+                                   "HTTP. Exit 0 exactly one winner, 1 otherwise, 3 server or database unreachable.")
     s.add_argument("--url", default=None, help="base URL of the running server (default http://HOST:PORT)")
-    s.add_argument("--buyers", type=int, default=50)
-    s.set_defaults(func=commands.simulate_race)
+    s.add_argument("--buyers", type=int, default=100, help="how many buyers race (default 100)")
+    s.set_defaults(func=race.simulate_race)
+
+    s = sub.add_parser("webhook-secret", help="set, retire or list the payment webhook's HMAC keys (never shown)",
+                       description="The payment webhook accepts signatures made with either of the two newest "
+                                   "keys, so a key is rotated without refusing a delivery: `set` the new one, "
+                                   "move every sender to it, then `retire` the older.")
+    acts = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = acts.add_parser("set", help="add a key as the newest (no change when it already is the newest)",
+                        description="Key from --secret, else PAYMENT_WEBHOOK_SECRET, else a prompt (or one line "
+                                    "of standard input). Exit 2 when none is given or the database refuses it "
+                                    "(at least 16 bytes).")
+    a.add_argument("--secret", default=None,
+                   help="the key (visible to other local users in the process list: prefer the variable or the prompt)")
+    acts.add_parser("retire", help="keep only the newest key, once every sender signs with it")
+    acts.add_parser("status", help="list the keys (id, time, active; never the key); exit 1 when none is active")
+    s.set_defaults(func=settings_commands.webhook_secret)
+
+    s = sub.add_parser("unthrottle", help="lift the login throttle of an email (all clients, or one)",
+                       description="Deletes the recorded failed logins of EMAIL (only those from --client when "
+                                   "given) and prints how many it cleared.")
+    s.add_argument("email", metavar="EMAIL")
+    s.add_argument("--client", default=None, metavar="ADDRESS",
+                   help="only the failures from this client address (an IPv6 one stands for its /64)")
+    s.set_defaults(func=settings_commands.unthrottle)
+
+    s = sub.add_parser("limits", help="show, and with options set, the limits kept in the database",
+                       description="Without options, prints the limits. Each option sets one (a whole number, "
+                                   "or `none` for no limit) and leaves the other unchanged.")
+    s.add_argument("--max-unpaid-orders", type=settings_commands.limit_value, default=None, metavar="N|none",
+                   help="unpaid orders one buyer may hold (MAX_UNPAID_ORDERS)")
+    s.add_argument("--registrations-per-client-per-hour", type=settings_commands.limit_value, default=None,
+                   metavar="N|none", help="sign-ups per client address and hour (REGISTRATIONS_PER_CLIENT_PER_HOUR)")
+    s.set_defaults(func=settings_commands.limits)
     return p
 
 

@@ -235,16 +235,16 @@ def health(db):
     return state
 
 
-SNAPSHOT_MAX_AGE_S = 15.0
 _snapshot_lock = threading.Lock()
 _snapshot: dict = {"at": float("-inf"), "value": None}
 
 
 def _database_snapshot(db) -> dict | None:
-    """api.ops_snapshot at most once per SNAPSHOT_MAX_AGE_S per worker: a scrape storm costs the
-    database nothing more. None when the database cannot be read (the scrape still answers)."""
+    """api.ops_snapshot at most once per METRICS_DB_CACHE_SECONDS (15) per worker: a scrape storm
+    costs the database nothing more. None when the database cannot be read (the scrape still
+    answers, with mk_database_up 0)."""
     with _snapshot_lock:
-        if time.monotonic() - _snapshot["at"] < SNAPSHOT_MAX_AGE_S:
+        if time.monotonic() - _snapshot["at"] < config.get().metrics_cache_s:
             return _snapshot["value"]
     try:
         value = db.one("SELECT app.ops_snapshot(make_interval(mins => %s))", (config.get().order_hold_minutes,))
@@ -281,10 +281,14 @@ def openapi_document():
 # ---------------------------------------------------------------- operator dashboard
 
 STATIC = Path(__file__).resolve().parent / "static"
-_DASHBOARD_ASSETS = {"dashboard.html": "text/html; charset=utf-8",
-                     "dashboard.js": "text/javascript; charset=utf-8",
-                     "dashboard.css": "text/css; charset=utf-8"}
-_DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+_ASSETS = {"dashboard.html": "text/html; charset=utf-8",
+           "dashboard.js": "text/javascript; charset=utf-8",
+           "dashboard.css": "text/css; charset=utf-8",
+           "docs.html": "text/html; charset=utf-8",
+           "docs.js": "text/javascript; charset=utf-8",
+           "docs.css": "text/css; charset=utf-8",
+           "index.html": "text/html; charset=utf-8"}
+_PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
                   "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 DASHBOARD_REFRESH_S = 5
 
@@ -317,29 +321,58 @@ def checkout_counters() -> dict:
     }
 
 
-def _dashboard_asset(name: str) -> bytes:
-    response.content_type = _DASHBOARD_ASSETS[name]
-    response.set_header("Content-Security-Policy", _DASHBOARD_CSP)
+def _asset(name: str) -> bytes:
+    """A packaged page of pyapp/static/ (no CDN, no inline script: the CSP allows only this server)."""
+    response.content_type = _ASSETS[name]
+    response.set_header("Content-Security-Policy", _PAGE_CSP)
     response.set_header("X-Content-Type-Options", "nosniff")
     response.set_header("Referrer-Policy", "no-referrer")
     response.set_header("Cache-Control", "no-cache")
     return (STATIC / name).read_bytes()
 
 
+LINKS = {"health": "/health", "openapi": "/openapi.json", "docs": "/docs", "operatorPage": "/admin/dashboard",
+         "metrics": "/metrics"}
+
+
+@app.get("/")
+def index():
+    """What this server is and where to go: an HTML page for a browser, JSON for anything else."""
+    if "text/html" in request.get_header("Accept", ""):
+        return _asset("index.html")
+    return {"name": "Artisan marketplace API", "version": openapi.document()["info"]["version"], "links": LINKS}
+
+
+@app.get("/docs")
+def docs_page():
+    """A readable API reference, rendered in the browser from /openapi.json."""
+    return _asset("docs.html")
+
+
+@app.get("/docs/docs.js")
+def docs_script():
+    return _asset("docs.js")
+
+
+@app.get("/docs/docs.css")
+def docs_style():
+    return _asset("docs.css")
+
+
 @app.get("/admin/dashboard")
 def dashboard_page():
     """The page's shell needs no token: every figure comes from /admin/dashboard/data (ADMIN)."""
-    return _dashboard_asset("dashboard.html")
+    return _asset("dashboard.html")
 
 
 @app.get("/admin/dashboard/dashboard.js")
 def dashboard_script():
-    return _dashboard_asset("dashboard.js")
+    return _asset("dashboard.js")
 
 
 @app.get("/admin/dashboard/dashboard.css")
 def dashboard_style():
-    return _dashboard_asset("dashboard.css")
+    return _asset("dashboard.css")
 
 
 @app.get("/admin/dashboard/data")

@@ -1,26 +1,27 @@
-"""The bodies of `python -m pyapp` commands. Each takes the parsed arguments, returns an exit code."""
+"""The bodies of `python -m pyapp` commands. Each takes the parsed arguments, returns an exit code.
+The commands for the webhook keys, the login throttle and the limits are in settings_commands,
+simulate-race in race."""
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import ipaddress
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
 import psycopg
 
+from pyapp import config
 from pyapp import migrate as mig
 from pyapp.localpg import bindir
-from pyapp.runtime import ROOT, database, open_database
+from pyapp.runtime import APP_ROLE, ROOT, database, open_database
 
 DEMO_PASSWORD = "artisan-demo-2026"
 DEMO_USERS = [("buyer@example.com", "Demo Buyer", "BUYER"),
@@ -58,6 +59,7 @@ def migrate(args) -> int:
         todo = mig.pending(db.owner_url)
         print(f"migrate: {len(todo)} pending" + (f": {', '.join(todo)}" if todo else ""), flush=True)
         done = mig.apply(db.owner_url)
+        db.after_migrations()
     for m in done:
         print(f"applied {m}")
     print("migrations: up to date" if not done else f"migrations: {len(done)} applied")
@@ -293,22 +295,74 @@ def load_demo(owner_url: str) -> bool:
 
 # ---------------------------------------------------------------- serving
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address, or a name such as localhost) means only this machine."""
+    host = host.strip().strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)
+
+
+def demo_refusal(host: str) -> str | None:
+    """Why `serve --demo` must not run here, or None. Its users' password is in the README."""
+    if os.environ.get("DATABASE_URL"):
+        return ("serve --demo loads users whose password is published, so only into the project's own "
+                "cluster: unset DATABASE_URL, or serve without --demo")
+    if not is_loopback(host):
+        return (f"serve --demo listens only on a loopback address, not HOST={host!r}: its users' password "
+                "is published. Set HOST=127.0.0.1, or serve without --demo")
+    return None
+
+
 def serve(args) -> int:
+    from pyapp import settings_commands
+
+    try:
+        cfg = config.Config.from_env()
+    except SystemExit as exc:  # a malformed variable: bad usage, before anything starts
+        print(f"pyapp: {exc}", file=sys.stderr)
+        return 2
+    if args.demo and (why := demo_refusal(cfg.host)):
+        print(f"pyapp: refused: {why}", file=sys.stderr)
+        return 2
     db = open_database()
     try:
         for m in mig.apply(db.owner_url):
             print(f"applied {m}")
+        db.after_migrations()
+        try:
+            for line in settings_commands.apply_env(db.owner_url, cfg):
+                print(f"serve: {line}")
+        except settings_commands.Refused as exc:
+            print(f"pyapp: refused: {exc}", file=sys.stderr)
+            return 2
         if args.demo and load_demo(db.owner_url):
             print("serve: loaded the demo catalogue")
         if args.demo:
             print(f"serve: demo users ({DEMO_PASSWORD!r} for each): "
                   + ", ".join(f"{e} ({r})" for e, _, r in DEMO_USERS))
+        if db.cluster is None and db.app_url == db.owner_url:
+            # The app's role is the security boundary (docs/security.md); the owner can do anything.
+            print("serve: WARNING: APP_DATABASE_URL is unset, so the HTTP app connects with DATABASE_URL, "
+                  "as the database owner. Point APP_DATABASE_URL at the marketplace_app role "
+                  "(ALTER ROLE marketplace_app PASSWORD ...) to keep a stolen app credential harmless.",
+                  file=sys.stderr, flush=True)
         env = dict(os.environ)
         env["DATABASE_URL"] = db.app_url
+        # The app needs neither the webhook key (checked in the database) nor, on the own
+        # cluster, the owner's password: its PGPASSFILE holds marketplace_app's alone.
+        env.pop("PAYMENT_WEBHOOK_SECRET", None)
+        if db.cluster is not None:
+            env["PGPASSFILE"] = str(db.cluster.passfile_for(APP_ROLE))
         if args.workers:
             env["WORKERS"] = str(args.workers)
-        host, port = env.get("HOST", "127.0.0.1"), env.get("PORT", "8080")
-        print(f"serve: http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        print(f"serve: http://{cfg.host}:{cfg.port}/ (Ctrl-C stops)", flush=True)
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
                                  "pyapp.wsgi:app"], env=env, cwd=ROOT)
 
@@ -321,76 +375,3 @@ def serve(args) -> int:
         return proc.wait()
     finally:
         db.stop_if_started()
-
-
-# ---------------------------------------------------------------- race
-
-def _http(method: str, url: str, body=None, token=None, timeout=30.0):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw or b"null")
-        except ValueError:
-            return e.code, {"raw": raw[:200].decode("utf-8", "replace")}
-
-
-def _account(base: str, role: str, tag: str) -> str:
-    email = f"race-{tag}@example.com"
-    password = "race-" + uuid.uuid4().hex
-    code, body = _http("POST", f"{base}/api/auth/register",
-                       {"email": email, "password": password, "name": f"Race {tag}", "role": role})
-    if code != 201:
-        raise RuntimeError(f"register {email}: HTTP {code} {body}")
-    code, body = _http("POST", f"{base}/api/auth/login", {"email": email, "password": password})
-    if code != 200:
-        raise RuntimeError(f"login {email}: HTTP {code} {body}")
-    return body["token"]
-
-
-def simulate_race(args) -> int:
-    if args.buyers < 2:
-        print("pyapp: a race needs at least 2 buyers", file=sys.stderr)
-        return 2
-    base = (args.url or f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}").rstrip("/")
-    run = uuid.uuid4().hex[:8]
-    seller = _account(base, "SELLER", f"{run}-seller")
-    code, product = _http("POST", f"{base}/api/marketplace/products",
-                          {"name": f"Last unit {run}", "price": 99.0, "stock": 1}, seller)
-    if code != 201:
-        raise RuntimeError(f"create product: HTTP {code} {product}")
-    print(f"simulate-race: product {product['id']} with stock 1; preparing {args.buyers} buyers")
-    tokens = [_account(base, "BUYER", f"{run}-b{i}") for i in range(args.buyers)]
-    for t in tokens:
-        code, body = _http("POST", f"{base}/api/marketplace/cart/items", {"productId": product["id"], "quantity": 1}, t)
-        if code != 201:
-            raise RuntimeError(f"add to cart: HTTP {code} {body}")
-
-    barrier = threading.Barrier(len(tokens))
-    results: list[int] = [0] * len(tokens)
-
-    def buy(i: int) -> None:
-        barrier.wait()
-        results[i], _ = _http("POST", f"{base}/api/marketplace/checkout", {"shippingAddress": {"city": "Oaxaca"}}, tokens[i])
-
-    threads = [threading.Thread(target=buy, args=(i,)) for i in range(len(tokens))]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    code, after = _http("GET", f"{base}/api/marketplace/products/{product['id']}")
-    counts = {s: results.count(s) for s in sorted(set(results))}
-    print_table(["status", "responses"], [(s, n) for s, n in counts.items()])
-    print(f"simulate-race: {len(tokens)} checkouts in {elapsed:.2f} s; stock now {after.get('stock')}")
-    ok = counts.get(201, 0) == 1 and after.get("stock") == 0 and set(counts) <= {201, 400, 409}
-    print("simulate-race: PASS (exactly one buyer got the last unit)" if ok else "simulate-race: FAIL")
-    return 0 if ok else 1

@@ -12,7 +12,8 @@ product may commit without waiting for the disk, and its 201 waits for a durable
 0 for a durable commit every time; see docs/design.md).
 
 Security (docs/security.md): METRICS_TOKEN (when set, GET /metrics wants `Authorization: Bearer
-<it>`), TRUSTED_PROXIES (comma-separated addresses or networks of the reverse proxies whose
+<it>`), METRICS_DB_CACHE_SECONDS (how long a worker reuses the database's figures for /metrics:
+default and at most 15, 0 to read them at every scrape), TRUSTED_PROXIES (comma-separated addresses or networks of the reverse proxies whose
 X-Forwarded-For names the client; default none, so the client is the socket peer). Limits kept
 in the database, which `python -m pyapp serve` writes there when set (the app role cannot):
 MAX_UNPAID_ORDERS (default 3), REGISTRATIONS_PER_CLIENT_PER_HOUR (default 20).
@@ -70,6 +71,7 @@ class Config:
     pgbouncer: bool = False
     release_early: bool = True
     metrics_token: str = ""
+    metrics_cache_s: int = 15
     trusted_proxies: tuple = field(default_factory=tuple)
     max_unpaid_orders: int | None = None
     registrations_per_client_per_hour: int | None = None
@@ -93,6 +95,7 @@ class Config:
             pgbouncer=bool(_int("DB_PGBOUNCER", 0, 0, 1)),
             release_early=bool(_int("DB_RELEASE_EARLY", 1, 0, 1)),
             metrics_token=os.environ.get("METRICS_TOKEN", ""),
+            metrics_cache_s=_int("METRICS_DB_CACHE_SECONDS", 15, 0, 15),
             trusted_proxies=_networks("TRUSTED_PROXIES"),
             max_unpaid_orders=_limit("MAX_UNPAID_ORDERS"),
             registrations_per_client_per_hour=_limit("REGISTRATIONS_PER_CLIENT_PER_HOUR"),

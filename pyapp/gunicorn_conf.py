@@ -1,4 +1,11 @@
-"""gunicorn settings, from the environment (see pyapp/config.py): HOST, PORT, WORKERS, THREADS.
+"""gunicorn settings, from the environment (see pyapp/config.py): HOST, PORT, WORKERS, THREADS,
+TRUSTED_PROXIES.
+
+Proxies: gunicorn honours forwarding headers (X-Forwarded-Proto and friends, SCRIPT_NAME) only
+from the peers in forwarded_allow_ips, which is exactly TRUSTED_PROXIES: by default nobody (an
+empty list), not gunicorn's own default of 127.0.0.1 and ::1 (nor FORWARDED_ALLOW_IPS), since
+any local process may connect from there. pyapp reads the client's address (X-Forwarded-For)
+from the same setting.
 
 gthread workers: each process runs THREADS request threads sharing one psycopg_pool
 ConnectionPool, which pyapp.web creates lazily on the worker's first request, i.e. after the fork
@@ -39,6 +46,7 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "warning")
 proc_name = "marketplace-http"
+forwarded_allow_ips = ",".join(str(net) for net in _cfg.trusted_proxies)
 
 
 _private_metrics_dir = None

@@ -40,21 +40,24 @@ _ERROR_TEXT = {
     400: "Invalid request: malformed JSON, wrong types, missing fields, out-of-range values "
          "(INVALID_JSON, INVALID_ARGUMENT), INSUFFICIENT_STOCK (title \"Stock insuficiente\", with "
          "`products`) or EMPTY_CART.",
-    401: "Missing, invalid, expired or revoked bearer token (UNAUTHENTICATED), or a bad, stale or "
-         "reused webhook signature (INVALID_SIGNATURE).",
+    401: "Missing, invalid, expired or revoked bearer token (UNAUTHENTICATED), or a missing, bad, "
+         "stale or reused webhook signature (INVALID_SIGNATURE).",
     403: "The user's role may not do this (FORBIDDEN).",
     404: "Unknown route or resource, or another user's order (NOT_FOUND).",
     405: "Method not allowed on this route (METHOD_NOT_ALLOWED).",
     409: "CONCURRENCY_CONFLICT (a stale version, with `currentVersion`; or transient conflicts that "
-         "outlasted 4 attempts, with `Retry-After`), ALREADY_EXISTS or INVALID_STATE.",
+         "outlasted 4 attempts, with `Retry-After`), ALREADY_EXISTS, INVALID_STATE, "
+         "TOO_MANY_UNPAID_ORDERS (checkout: the buyer already holds `maxUnpaidOrders` unpaid orders; "
+         "nothing is created and the cart is kept) or MAX_PER_BUYER_EXCEEDED (the product's "
+         "`maxPerBuyer` units per buyer, counting what the buyer holds unpaid).",
     413: "The body exceeds 64 KiB (PAYLOAD_TOO_LARGE).",
     422: "The Idempotency-Key was already used with another payload (IDEMPOTENCY_KEY_REUSED).",
     428: "PATCH without If-Match or a \"version\" field (PRECONDITION_REQUIRED).",
-    429: "Too many failed logins (TOO_MANY_ATTEMPTS): 5 per email or 20 per client address within "
-         "15 minutes; the password is not checked. `Retry-After` and `retryAfter` give the seconds "
-         "until the window frees a slot.",
+    429: "TOO_MANY_ATTEMPTS: 5 failed logins of one email from one client within 15 minutes (that "
+         "pair only; the password is not checked), or more sign-ups from one client in an hour than "
+         "REGISTRATIONS_PER_CLIENT_PER_HOUR. `Retry-After` and `retryAfter` give the seconds to wait.",
     500: "Unexpected error (INTERNAL_ERROR); no internals are disclosed, the requestId finds the log line.",
-    503: ("MAINTENANCE (writes paused), DATABASE_UNAVAILABLE (member `database`: `unreachable`, or `busy` when "
+    503: ("MAINTENANCE (writes paused), WEBHOOK_NOT_CONFIGURED (no webhook key set), DATABASE_UNAVAILABLE (member `database`: `unreachable`, or `busy` when "
           "every pooled connection of the server is in use) or TIMEOUT; always with `Retry-After`."),
 }
 
@@ -79,7 +82,10 @@ def _components() -> dict:
                              "available": {"type": "integer"}}}},
             "currentVersion": {"type": "integer", "description": "409 on a product: its current version."},
             "retryable": {"type": "boolean"},
-            "retryAfter": {"type": "integer", "description": "429: seconds until a login may be tried again."},
+            "retryAfter": {"type": "integer", "description": "429: seconds until the client may try again."},
+            "unpaidOrders": {"type": "integer", "description": "TOO_MANY_UNPAID_ORDERS: the buyer's unpaid orders."},
+            "maxUnpaidOrders": {"type": "integer", "description": "TOO_MANY_UNPAID_ORDERS: the limit."},
+            "maxPerBuyer": {"type": "integer", "description": "MAX_PER_BUYER_EXCEEDED: the product's limit."},
         },
         "additionalProperties": True,
     }
@@ -98,7 +104,9 @@ def _components() -> dict:
         "Product": {"type": "object", "properties": {
             "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
             "price": money, "stock": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 1},
-            "sellerId": {"type": "string"}, "createdAt": {"type": "string"}, "updatedAt": {"type": "string"}}},
+            "sellerId": {"type": "string"}, "createdAt": {"type": "string"}, "updatedAt": {"type": "string"},
+            "maxPerBuyer": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000,
+                            "description": "Units one buyer may hold unpaid or buy in one order (null: no cap)."}}},
         "ProductPage": {"type": "object", "properties": {
             "items": {"type": "array", "items": _ref("schemas", "Product")},
             "next": {"type": ["string", "null"], "description": "Pass as ?after= for the next page."}}},
@@ -158,7 +166,7 @@ def _paths() -> dict:
             "requestBody": _body({"type": "object", "required": ["email", "password", "name"], "properties": {
                 "email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 8},
                 "name": {"type": "string"}, "role": {"enum": ["BUYER", "SELLER"]}}}),
-            "responses": {"201": _ok("Registered.", S("User")), **_errors(400, 403, 409, 413, 503)}}},
+            "responses": {"201": _ok("Registered.", S("User")), **_errors(400, 403, 409, 413, 429, 503)}}},
         "/api/auth/login": {"post": {
             "summary": "Exchange email and password for a bearer token.", "operationId": "login",
             "requestBody": _body({"type": "object", "required": ["email", "password"], "properties": {
@@ -180,7 +188,8 @@ def _paths() -> dict:
                      "security": _BEARER,
                      "requestBody": _body({"type": "object", "required": ["name", "price", "stock"], "properties": {
                          "name": {"type": "string"}, "description": {"type": "string"},
-                         "price": {"type": "number", "minimum": 0}, "stock": {"type": "integer", "minimum": 0}}}),
+                         "price": {"type": "number", "minimum": 0}, "stock": {"type": "integer", "minimum": 0},
+                         "maxPerBuyer": {"type": "integer", "minimum": 1, "maximum": 10000}}}),
                      "responses": {"201": _ok("Created.", S("Product"), _ETAG), **_errors(400, 401, 403, 413, 503)}}},
         "/api/marketplace/products/{productId}": {
             "parameters": [_PRODUCT_ID],
@@ -195,7 +204,9 @@ def _paths() -> dict:
                       "requestBody": _body({"type": "object", "properties": {
                           "version": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"},
                           "price": {"type": "number"}, "stock": {"type": "integer", "description": "New absolute stock."},
-                          "stockDelta": {"type": "integer", "description": "Added to the stock."}}}),
+                          "stockDelta": {"type": "integer", "description": "Added to the stock."},
+                          "maxPerBuyer": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000,
+                                          "description": "Units one buyer may hold unpaid (null: no cap)."}}}),
                       "responses": {"200": _ok("Updated.", S("Product"), _ETAG),
                                     **_errors(400, 401, 403, 404, 409, 413, 428, 503)}}},
         "/api/marketplace/cart": {"get": {
@@ -206,7 +217,7 @@ def _paths() -> dict:
             "security": _BEARER,
             "requestBody": _body({"type": "object", "required": ["productId", "quantity"], "properties": {
                 "productId": {"type": "string"}, "quantity": qty}}),
-            "responses": {"201": _ok("The cart line.", S("CartLine")), **_errors(400, 401, 404, 413, 503)}}},
+            "responses": {"201": _ok("The cart line.", S("CartLine")), **_errors(400, 401, 404, 409, 413, 503)}}},
         "/api/marketplace/cart/items/{productId}": {
             "parameters": [_PRODUCT_ID],
             "patch": {"summary": "Set a cart line's quantity.", "operationId": "setCartQuantity", "security": _BEARER,
@@ -280,8 +291,27 @@ def _paths() -> dict:
             "summary": "Liveness and readiness.", "operationId": "health",
             "responses": {"200": _ok("Up.", S("Health")), **_errors(503)}}},
         "/metrics": {"get": {
-            "summary": "Prometheus text format (counters of the worker process that answers).", "operationId": "metrics",
-            "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "summary": "Prometheus text format: every worker's counters and the database's figures (cached up to "
+                       "15 s). With METRICS_TOKEN set, send it as a bearer token.", "operationId": "metrics",
+            "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_errors(401)}}},
+        "/": {"get": {
+            "summary": "What this server is, with links to the reference, health and the operator page "
+                       "(HTML for a browser that accepts text/html, JSON otherwise).", "operationId": "index",
+            "responses": {"200": {"description": "Links.", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "version": {"type": "string"},
+                    "links": {"type": "object", "additionalProperties": {"type": "string"}}}}},
+                "text/html": {"schema": {"type": "string"}}}}}}},
+        "/docs": {"get": {
+            "summary": "A readable API reference, rendered in the browser from /openapi.json.", "operationId": "docs",
+            "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/docs/docs.js": {"get": {
+            "summary": "The reference page's script.", "operationId": "docsScript",
+            "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
+        "/docs/docs.css": {"get": {
+            "summary": "The reference page's style sheet.", "operationId": "docsStyle",
+            "responses": {"200": {"description": "CSS.", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {
             "summary": "This document.", "operationId": "openapi",
             "responses": {"200": _ok("OpenAPI 3.1.", {"type": "object"})}}},

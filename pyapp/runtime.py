@@ -1,9 +1,12 @@
 """Where the database is: DATABASE_URL, or the project's own cluster under the repository.
 
 DATABASE_URL is the owner's connection (migrations, DBA commands). The HTTP app connects with
-APP_DATABASE_URL when set (the marketplace_app role, which may only EXECUTE api functions), else
-with DATABASE_URL. Without DATABASE_URL the project starts its private cluster in .pgdata/ and
-uses database `marketplace` there: as postgres for the owner, as marketplace_app for the app.
+APP_DATABASE_URL when set (the marketplace_app role, which may only EXECUTE app functions), else
+with DATABASE_URL. Without DATABASE_URL the project starts its private cluster in .pgdata/ (or
+LOCAL_PGDATA) and uses database `marketplace` there: as postgres for the owner, as marketplace_app
+for the app. That cluster asks for passwords over TCP; they are in the 0600 pgpass file beside it
+(.pgdata.run/pgpass), which this process and its children (gunicorn, pg_dump) get as PGPASSFILE,
+so the URLs carry none.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from pyapp.localpg import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DB = "marketplace"
+APP_ROLE = "marketplace_app"
 
 
 @dataclass
@@ -29,6 +33,17 @@ class Database:
     cluster: Cluster | None = None
     started_here: bool = False
 
+    @property
+    def local(self) -> bool:
+        """Whether this is the project's own cluster (DATABASE_URL unset)."""
+        return self.cluster is not None
+
+    def after_migrations(self) -> None:
+        """The app role of the own cluster logs in with its password from the pgpass file
+        (migration 0003 creates it without one)."""
+        if self.cluster is not None:
+            self.cluster.ensure_password(APP_ROLE)
+
     def stop_if_started(self) -> None:
         if self.cluster is not None and self.started_here:
             self.cluster.stop()
@@ -36,7 +51,8 @@ class Database:
 
 
 def local_cluster() -> Cluster:
-    return Cluster(ROOT / ".pgdata")
+    """The project's own cluster: .pgdata/ under the repository, or LOCAL_PGDATA."""
+    return Cluster(Path(os.environ.get("LOCAL_PGDATA") or ROOT / ".pgdata"))
 
 
 def open_database() -> Database:
@@ -48,12 +64,20 @@ def open_database() -> Database:
     if started:
         print(f"pyapp: starting the local PostgreSQL cluster in {cluster.datadir} (port {cluster.port})",
               file=sys.stderr)
+    db = Database(owner_url=cluster.dsn(LOCAL_DB), app_url=cluster.dsn(LOCAL_DB, APP_ROLE),
+                  cluster=cluster, started_here=started)
+    try:
+        # Also on a running cluster: converts one an earlier version left on trust authentication.
         cluster.start()
-    with psycopg.connect(cluster.url, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DB,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LOCAL_DB)))
-    return Database(owner_url=cluster.dsn(LOCAL_DB), app_url=cluster.dsn(LOCAL_DB, "marketplace_app"),
-                    cluster=cluster, started_here=started)
+        os.environ["PGPASSFILE"] = str(cluster.pgpass)
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DB,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LOCAL_DB)))
+        db.after_migrations()  # a cluster converted from trust: its app role gets its password now
+    except BaseException:
+        db.stop_if_started()
+        raise
+    return db
 
 
 @contextlib.contextmanager

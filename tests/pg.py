@@ -38,7 +38,9 @@ class Server:
         if not url:
             tmp = Path(tempfile.mkdtemp(prefix="mk-test-"))
             os.chmod(tmp, 0o755)
-            self.cluster = Cluster(tmp / "pgdata")
+            # trust, explicitly: a throwaway cluster in a private folder, and tests/pgbouncer.py
+            # relies on it; the project's own cluster asks for passwords (pyapp/localpg.py).
+            self.cluster = Cluster(tmp / "pgdata", trust=True)
             self.cluster.start()
             url = self.cluster.url
             self._tmp = tmp

@@ -292,7 +292,7 @@ def own_cluster():
     """A throwaway PostgreSQL cluster this test may stop and start, with a migrated database."""
     tmp = Path(tempfile.mkdtemp(prefix="mk-faults-"))
     os.chmod(tmp, 0o755)
-    cluster = Cluster(tmp / "pgdata")
+    cluster = Cluster(tmp / "pgdata", trust=True)
     try:
         cluster.start()
         with psycopg.connect(cluster.url, autocommit=True) as c:

@@ -192,3 +192,29 @@ def test_plugin_maps_timeouts_and_hides_internals():
     assert b"hunter2" not in r["body"] and b"RuntimeError" not in r["body"]
     r = _call(a, path="/missing")
     assert r["status"] == 404 and r["headers"]["Content-Type"] == "application/problem+json"
+
+
+def test_root_links_to_the_reference_health_and_operator_page(http_app):
+    r = requests.get(http_app.url + "/")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    links = r.json()["links"]
+    for path in links.values():
+        assert requests.get(http_app.url + path).status_code in (200, 401), path  # /metrics may want a token
+    assert {"/health", "/openapi.json", "/docs", "/admin/dashboard"} <= set(links.values())
+    page = requests.get(http_app.url + "/", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert 'href="/docs"' in page.text and "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_docs_page_renders_every_operation_in_chromium(http_app):
+    """The reference is a packaged page (no CDN): headless Chromium renders one section per
+    operation of /openapi.json."""
+    from tests.test_dashboard import run_chromium
+
+    dom = run_chromium(["--dump-dom", "--virtual-time-budget=5000", http_app.url + "/docs"]).decode()
+    assert 'data-state="ready"' in dom, dom[:2000]
+    doc = requests.get(http_app.url + "/openapi.json").json()
+    ops = [op for item in doc["paths"].values() for m, op in item.items() if m in ("get", "post", "patch", "delete")]
+    assert ops and all(f'id="{op["operationId"]}"' in dom for op in ops)
+    assert "Stock insuficiente" in dom and "TOO_MANY_UNPAID_ORDERS" in dom
+    assert "<script src=" in requests.get(http_app.url + "/docs").text and "cdn" not in dom.lower()

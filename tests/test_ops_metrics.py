@@ -28,8 +28,10 @@ def sample(text: str, name: str, labels: str = "") -> float:
 @pytest.fixture(scope="module")
 def two_workers(http_db, tmp_path_factory):  # noqa: F811
     metrics_dir = tmp_path_factory.mktemp("prom")
+    # METRICS_DB_CACHE_SECONDS=0: every scrape reads the database, so a change shows at the next
+    # one (the 15-second cache is tested in test_hostile_users.py).
     srv = HttpServer(http_db[1], WORKERS="2", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-                     STATS_FLUSH_SECONDS="1").start()
+                     STATS_FLUSH_SECONDS="1", METRICS_DB_CACHE_SECONDS="0").start()
     yield srv, metrics_dir
     srv.stop()
 

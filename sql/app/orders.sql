@@ -27,9 +27,8 @@ BEGIN
             SELECT 1 FROM "Order" o WHERE o."userId" = v_user AND o."idempotencyKey" = p_idempotency_key)) THEN
         PERFORM pg_advisory_xact_lock(1296782163, hashtext(v_user));
         SELECT count(*) INTO v_unpaid
-        FROM (SELECT 1 FROM "Order" o
-              WHERE o."userId" = v_user AND o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED')
-              LIMIT v_max) u;
+        FROM "Order" o
+        WHERE o."userId" = v_user AND o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED');
         IF v_unpaid >= v_max THEN
             RAISE EXCEPTION USING ERRCODE = 'MKU09',
                 MESSAGE = format('you already hold %s unpaid orders; pay or cancel one first', v_unpaid),

@@ -1,41 +1,62 @@
 -- api.set_maintenance and api.maintenance_status: while maintenance is on, every write function
--- raises MK503 and changes nothing; reads keep working.
+-- raises MK503 and changes nothing; reads keep working. The app schema's writes go through the
+-- same gate, except login and logout.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(39);
+SELECT plan(58);
 
-CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer;
+CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer,
+                               pg_temp.mk_user('ADMIN') AS admin,
+                               encode(sha256('buyer'::bytea), 'hex') AS tb, encode(sha256('seller'::bytea), 'hex') AS ts,
+                               encode(sha256('admin'::bytea), 'hex') AS ta;
 ALTER TABLE fx ADD p text, ADD o text;
 UPDATE fx SET p = pg_temp.mk_product(seller, 10);
 UPDATE fx SET o = pg_temp.mk_order(buyer, p, 1);
 SELECT api.add_to_cart(buyer, p, 1) FROM fx;
 UPDATE "Order" SET "createdAt" = now() - interval '1 hour' WHERE id = (SELECT o FROM fx);
+SELECT api.issue_token(buyer, tb) ->> 'userId', api.issue_token(seller, ts) ->> 'userId',
+       api.issue_token(admin, ta) ->> 'userId' FROM fx;
+SELECT api.set_webhook_secret('maintenance-test-key');
+-- A delivery for the order, signed with the key above.
+CREATE FUNCTION pg_temp.webhook(p_order text) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT app.payment_webhook(t, encode(hmac(convert_to(t || '.', 'UTF8') || b, 'maintenance-test-key', 'sha256'), 'hex'), b)
+    FROM (SELECT extract(epoch FROM now())::bigint::text AS t,
+                 convert_to(jsonb_build_object('orderId', p_order, 'status', 'succeeded')::text, 'UTF8') AS b) d
+$$;
 
 -- Every volatile api function except set_maintenance itself is a write, and this file covers each.
--- Three are ungated by design (sql/api/auth.sql): issue_token (an admin must be able to log in to
--- end maintenance), revoke_token (logout) and create_user (DBAs and the CLI). payment_webhook is
--- gated through the api.record_payment it calls. record_checkout_stats records the HTTP workers'
--- figures, which go on during maintenance (the 503s are figures too). begin_login records login
--- attempts for the throttle, on the way to issue_token. (2)
+-- Some are ungated by design (sql/api/auth.sql): issue_token (an admin must be able to log in to
+-- end maintenance), revoke_token (logout) and create_user (DBAs and the CLI).
+-- record_checkout_stats records the HTTP workers' figures, which go on during maintenance (the
+-- 503s are figures too). The owner's settings (set_limits, set_webhook_secret,
+-- retire_webhook_secrets, lift_login_throttle) are not the marketplace's data. (2)
 SELECT set_eq($$ SELECT proname::text FROM pg_proc WHERE pronamespace = 'api'::regnamespace
                  AND provolatile = 'v' AND proname <> 'set_maintenance' $$,
               ARRAY['add_to_cart', 'set_cart_quantity', 'remove_from_cart', 'checkout', 'decrement_stock',
                     'update_product', 'create_product', 'cancel_order', 'record_payment', 'expire_pending_orders',
-                    'register_user', 'payment_webhook', 'issue_token', 'revoke_token', 'create_user',
-                    'record_checkout_stats', 'begin_login'],
+                    'register_user', 'issue_token', 'revoke_token', 'create_user', 'record_checkout_stats',
+                    'set_limits', 'set_webhook_secret', 'retire_webhook_secrets', 'lift_login_throttle'],
               'the write functions are exactly the ones tested below');
 SELECT is_empty($$ SELECT proname FROM pg_proc WHERE pronamespace = 'api'::regnamespace AND provolatile = 'v'
-                   AND proname NOT IN ('set_maintenance', 'issue_token', 'revoke_token', 'create_user', 'payment_webhook',
-                                       'record_checkout_stats', 'begin_login')
+                   AND proname NOT IN ('set_maintenance', 'issue_token', 'revoke_token', 'create_user',
+                                       'record_checkout_stats', 'set_limits', 'set_webhook_secret',
+                                       'retire_webhook_secrets', 'lift_login_throttle')
                    AND prosrc NOT LIKE '%internal.assert_writable()%' $$,
                 'every other write function passes the maintenance gate first');
+
+-- The app schema's writes are exactly the ones tested below (1)
+SELECT set_eq($$ SELECT proname::text FROM pg_proc WHERE pronamespace = 'app'::regnamespace AND provolatile = 'v' $$,
+              ARRAY['add_to_cart', 'set_cart_quantity', 'remove_from_cart', 'checkout', 'create_product',
+                    'update_product', 'cancel_order', 'register', 'payment_webhook',
+                    'login_parameters', 'login', 'logout', 'record_checkout_stats', 'set_maintenance'],
+              'the app schema''s volatile functions are exactly the ones tested below');
 
 -- Switching on (3)
 SELECT is(api.maintenance_status() -> 'maintenance', 'false'::jsonb, 'maintenance is off by default');
 SELECT is(api.set_maintenance(true) -> 'maintenance', 'true'::jsonb, 'set_maintenance(true) turns it on');
 SELECT is((api.maintenance_status() ->> 'since')::timestamptz, now(), 'maintenance_status says since when');
 
--- Every gated write raises MK503 (10 + 3)
+-- Every gated write raises MK503 (11)
 SELECT throws_ok($$ SELECT api.add_to_cart((SELECT buyer FROM fx), (SELECT p FROM fx), 1) $$, 'MK503', NULL, 'add_to_cart is MK503');
 SELECT throws_ok($$ SELECT api.set_cart_quantity((SELECT buyer FROM fx), (SELECT p FROM fx), 2) $$, 'MK503', NULL, 'set_cart_quantity is MK503');
 SELECT throws_ok($$ SELECT api.remove_from_cart((SELECT buyer FROM fx), (SELECT p FROM fx)) $$, 'MK503', NULL, 'remove_from_cart is MK503');
@@ -49,18 +70,42 @@ SELECT throws_ok($$ SELECT api.expire_pending_orders() $$, 'MK503', NULL, 'expir
 
 SELECT throws_ok($$ SELECT api.register_user('new@test.invalid', 'New', repeat('h', 40)) $$, 'MK503', NULL,
                  'register_user is MK503');
-SELECT throws_ok($$ SELECT api.payment_webhook(repeat('a', 64), (SELECT o FROM fx), true, 'ref') $$, 'MK503', NULL,
-                 'payment_webhook is MK503');
+
+-- The app schema's writes pass the same gate (11)
+SELECT throws_ok($$ SELECT app.add_to_cart(tb, p, 1) FROM fx $$, 'MK503', NULL, 'app.add_to_cart is MK503');
+SELECT throws_ok($$ SELECT app.set_cart_quantity(tb, p, 2) FROM fx $$, 'MK503', NULL, 'app.set_cart_quantity is MK503');
+SELECT throws_ok($$ SELECT app.remove_from_cart(tb, p) FROM fx $$, 'MK503', NULL, 'app.remove_from_cart is MK503');
+SELECT throws_ok($$ SELECT app.checkout(tb, '{"city": "Oaxaca"}') FROM fx $$, 'MK503', NULL, 'app.checkout is MK503');
+SELECT throws_ok($$ SELECT app.create_product(ts, 'Mug', 1, 1) FROM fx $$, 'MK503', NULL, 'app.create_product is MK503');
+SELECT throws_ok($$ SELECT app.update_product(ts, p, 2, '{"price": 1}') FROM fx $$, 'MK503', NULL,
+                 'app.update_product is MK503');
+SELECT throws_ok($$ SELECT app.cancel_order(tb, o) FROM fx $$, 'MK503', NULL, 'app.cancel_order is MK503');
+SELECT throws_ok($$ SELECT app.register('192.0.2.1', 'new@test.invalid', 'New',
+                                        'scrypt$131072$8$1$' || repeat('s', 22) || '$' || repeat('k', 43)) $$,
+                 'MK503', NULL, 'app.register is MK503');
+SELECT is_empty($$ SELECT 1 FROM internal.registration $$, 'and the refused sign-up uses none of the client''s limit');
+SELECT throws_ok($$ SELECT pg_temp.webhook(o) FROM fx $$, 'MK503', NULL, 'app.payment_webhook is MK503');
 SELECT is_empty($$ SELECT 1 FROM "PaymentWebhookDelivery" $$, 'and the refused webhook''s signature is not kept');
 
--- The deliberately ungated writes (4)
+-- The deliberately ungated writes (13)
 SELECT lives_ok($$ SELECT api.issue_token((SELECT seller FROM fx), repeat('b', 64)) $$,
                 'issue_token works, so an admin can log in to end maintenance');
 SELECT lives_ok($$ SELECT api.revoke_token(repeat('b', 64)) $$, 'revoke_token (logout) works');
-SELECT lives_ok($$ SELECT api.begin_login('admin@test.invalid', '127.0.0.1') $$,
-                'begin_login (the throttle''s record) works, for the same reason as issue_token');
 SELECT lives_ok($$ SELECT api.create_user('dba-made@test.invalid', 'Admin', repeat('h', 40), 'ADMIN') $$,
                 'create_user (DBA and CLI only) works');
+SELECT lives_ok($$ SELECT api.set_limits('{"maxUnpaidOrders": 4}') $$, 'set_limits (the owner''s setting) works');
+SELECT lives_ok($$ SELECT api.set_webhook_secret('another-maintenance-key') $$, 'set_webhook_secret works');
+SELECT lives_ok($$ SELECT api.retire_webhook_secrets() $$, 'retire_webhook_secrets works');
+SELECT lives_ok($$ SELECT api.lift_login_throttle('nobody@test.invalid') $$, 'lift_login_throttle works');
+SELECT lives_ok($$ SELECT app.login_parameters('admin@test.invalid', '127.0.0.1') $$,
+                'app.login_parameters works, for the same reason as issue_token');
+SELECT is(app.login('admin@test.invalid', '127.0.0.1', 'wrong') -> 'authenticated', 'false'::jsonb,
+          'app.login works');
+SELECT is((SELECT count(*)::int FROM internal.login_attempt), 1, 'and records a failure for the throttle');
+SELECT lives_ok($$ SELECT app.record_checkout_stats('[]') $$, 'app.record_checkout_stats works');
+SELECT is((SELECT app.logout(ts) FROM fx), '{"revoked": true}'::jsonb, 'app.logout works');
+SELECT throws_ok($$ SELECT app.set_maintenance(tb, false) FROM fx $$, 'MK403', NULL,
+                 'app.set_maintenance needs an ADMIN token, maintenance or not');
 
 -- The MK503 DETAIL says so in JSON (1)
 SELECT is((pg_temp.error_of('SELECT api.expire_pending_orders()') -> 'detail' -> 'maintenance'), 'true'::jsonb,
@@ -84,7 +129,9 @@ SELECT is((SELECT status FROM "Order" WHERE id = (SELECT o FROM fx)), 'PENDING_P
 SELECT is((api.set_maintenance(true) ->> 'since')::timestamptz, now(), 'switching it on twice keeps it on');
 
 -- Switching off (4)
-SELECT is(api.set_maintenance(false), '{"maintenance": false, "since": null}'::jsonb, 'set_maintenance(false) turns it off');
+SELECT is(app.set_maintenance(ta, false), '{"maintenance": false, "since": null}'::jsonb,
+          'an ADMIN''s token turns it off through app.set_maintenance')
+FROM fx;
 SELECT is((SELECT (api.add_to_cart(buyer, p, 1) ->> 'quantity')::int FROM fx), 2, 'writes work again');
 SELECT is(api.expire_pending_orders(), 1, 'the expiry job works again');
 SELECT throws_ok($$ SELECT api.set_maintenance(NULL) $$, 'MKV00', NULL, 'set_maintenance(NULL) is MKV00');

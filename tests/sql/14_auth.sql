@@ -1,8 +1,9 @@
 -- Users and bearer tokens: api.create_user, api.register_user, api.login_credentials,
--- api.issue_token, api.revoke_token, api.authenticate.
+-- api.issue_token, api.revoke_token, api.authenticate; and the app's side of them: app.register
+-- (a scrypt hash at the target cost, a per-client hourly limit), app.check_registration, app.logout.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(33);
+SELECT plan(59);
 
 CREATE TEMP TABLE h AS SELECT repeat('h', 40) AS pw, repeat('a', 64) AS t1, repeat('b', 64) AS t2,
                               repeat('c', 64) AS t3, repeat('d', 64) AS t4;
@@ -40,7 +41,7 @@ SELECT results_eq($$ SELECT * FROM api.login_credentials('  BUYER@test.invalid')
                   'login_credentials finds the user by email, case-insensitively, with role and hash');
 SELECT is_empty($$ SELECT * FROM api.login_credentials('nobody@test.invalid') $$, 'an unknown email gives no row');
 
--- issue_token (6)
+-- issue_token (7)
 SELECT is((SELECT (api.issue_token(b.j ->> 'id', t1) ->> 'expiresAt')::timestamptz FROM b, h), now() + interval '24 hours',
           'issue_token stores a token valid for 24 hours by default');
 SELECT is((SELECT "expiresAt" FROM "ApiToken" WHERE "tokenHash" = (SELECT t1 FROM h)), now() + interval '24 hours',
@@ -52,6 +53,10 @@ SELECT throws_ok($$ SELECT api.issue_token((SELECT j ->> 'id' FROM b), (SELECT t
 SELECT throws_ok($$ SELECT api.issue_token((SELECT j ->> 'id' FROM b), (SELECT t2 FROM h), '31 days') $$, 'MKV00', NULL,
                  'a lifetime over 30 days is MKV00');
 SELECT throws_ok($$ SELECT api.issue_token('no-such-user', (SELECT t2 FROM h)) $$, 'MK404', NULL, 'an unknown user is MK404');
+SELECT app.login('buyer@test.invalid', '10.0.0.1', 'not-the-key');
+SELECT api.issue_token(j ->> 'id', repeat('f', 64)) ->> 'userId' FROM b;
+SELECT is((SELECT count(*)::int FROM internal.login_attempt WHERE email = 'buyer@test.invalid'), 1,
+          'issue_token leaves the login throttle alone (only a login through app.login clears its pair)');
 
 -- authenticate (8)
 SELECT api.issue_token(s.j ->> 'id', t2), api.issue_token(u.j ->> 'id', t3), api.issue_token(b.j ->> 'id', t4, '1 minute')
@@ -71,6 +76,72 @@ SELECT throws_ok($$ SELECT api.authenticate((SELECT t1 FROM h), 'ROOT') $$, 'MKV
 SELECT is(api.revoke_token((SELECT t1 FROM h)), '{"revoked": true}'::jsonb, 'revoke_token revokes a live token');
 SELECT throws_ok($$ SELECT api.authenticate((SELECT t1 FROM h)) $$, 'MK401', NULL, 'a revoked token is MK401');
 SELECT is(api.revoke_token((SELECT t1 FROM h)), '{"revoked": false}'::jsonb, 'revoking it again is no error, and says so');
+
+-- app.register: who may sign up, with what hash (8)
+ALTER TABLE h ADD strong text, ADD weak text;
+UPDATE h SET strong = format('scrypt$131072$8$1$%s$%s', internal.b64url(substr(sha256('s1'), 1, 16)), internal.b64url(sha256('k1'))),
+             weak = format('scrypt$16384$8$1$%s$%s', internal.b64url(substr(sha256('s2'), 1, 16)), internal.b64url(sha256('k2')));
+CREATE TEMP TABLE r AS SELECT app.register('203.0.113.5', ' New1@test.invalid ', 'New One', strong) AS j FROM h;
+SELECT is((SELECT j - 'id' - 'createdAt' FROM r), '{"email": "New1@test.invalid", "name": "New One", "role": "BUYER"}'::jsonb,
+          'app.register makes a BUYER by default');
+SELECT is((SELECT "passwordHash" FROM "User" WHERE id = (SELECT j ->> 'id' FROM r)), (SELECT strong FROM h),
+          'with the given hash');
+SELECT is(app.register('203.0.113.5', 'new2@test.invalid', 'New Two', strong, 'SELLER') ->> 'role', 'SELLER',
+          'or a SELLER')
+FROM h;
+SELECT throws_ok($$ SELECT app.register('203.0.113.5', 'weak@test.invalid', 'Weak', weak) FROM h $$, 'MKV00', NULL,
+                 'a hash weaker than the scrypt target is MKV00');
+SELECT throws_ok($$ SELECT app.register('203.0.113.5', 'odd@test.invalid', 'Odd', pw) FROM h $$, 'MKV00', NULL,
+                 'so is a string that is not a scrypt hash (which api.create_user would take)');
+SELECT throws_ok($$ SELECT app.register('203.0.113.5', 'boss@test.invalid', 'Boss', strong, 'ADMIN') FROM h $$, 'MK403', NULL,
+                 'nobody signs up as ADMIN (MK403)');
+SELECT throws_ok($$ SELECT app.register('203.0.113.5', 'NEW1@test.invalid', 'Again', strong) FROM h $$, 'MKC09', NULL,
+                 'a taken email is MKC09');
+SELECT is((SELECT array_agg(client) FROM internal.registration), ARRAY['203.0.113.5', '203.0.113.5'],
+          'only the two accepted sign-ups count against the client');
+
+-- app.register and app.check_registration: the hourly limit per client (9)
+SELECT api.set_limits('{"registrationsPerClientPerHour": 3}');
+SELECT lives_ok($$ SELECT app.register('203.0.113.5', 'new3@test.invalid', 'New Three', strong) FROM h $$,
+                'the third sign-up of the hour from a client is accepted under a limit of 3');
+SELECT throws_ok($$ SELECT app.register('203.0.113.5', 'new4@test.invalid', 'New Four', strong) FROM h $$, 'MKT29', NULL,
+                 'the fourth is MKT29');
+SELECT is(pg_temp.error_of($$ SELECT app.register('203.0.113.5', 'new4@test.invalid', 'New Four', strong) FROM h $$) -> 'detail',
+          '{"retryAfter": 3600}'::jsonb, 'its DETAIL says when the oldest sign-up leaves the hour');
+SELECT is((SELECT count(*)::int FROM "User" WHERE email = 'new4@test.invalid'), 0, 'and it creates no user');
+SELECT throws_ok($$ SELECT app.check_registration('203.0.113.5') $$, 'MKT29', NULL,
+                 'check_registration refuses the client before its password is hashed');
+SELECT lives_ok($$ SELECT app.check_registration('203.0.113.6') $$, 'another client may sign up');
+UPDATE internal.registration SET registered_at = now() - interval '50 minutes'
+WHERE id = (SELECT min(id) FROM internal.registration WHERE client = '203.0.113.5');
+SELECT is(pg_temp.error_of($$ SELECT app.check_registration('203.0.113.5') $$) -> 'detail' -> 'retryAfter', '600'::jsonb,
+          'retryAfter counts from the oldest sign-up that must leave the hour');
+UPDATE internal.registration SET registered_at = now() - interval '1 hour'
+WHERE id = (SELECT min(id) FROM internal.registration WHERE client = '203.0.113.5');
+SELECT lives_ok($$ SELECT app.register('203.0.113.5', 'new4@test.invalid', 'New Four', strong) FROM h $$,
+                'a sign-up an hour old no longer counts');
+SELECT app.register('127.0.0.1', 'local' || i || '@test.invalid', 'Local', strong) ->> 'role' FROM h, generate_series(1, 3) AS i;
+SELECT throws_ok($$ SELECT app.check_registration('127.0.0.1') $$, 'MKT29', NULL,
+                 'loopback is limited like any client (behind a proxy every client is loopback)');
+
+-- IPv6 clients of one /64 share a limit; a NULL limit lifts it (4)
+SELECT app.register(c, 'v6-' || i || '@test.invalid', 'Six', strong) ->> 'role'
+FROM h, (VALUES (1, '2001:db8:5:6::1'), (2, '2001:db8:5:6::2'), (3, '2001:db8:5:6:abcd::3')) AS v(i, c);
+SELECT throws_ok($$ SELECT app.register('2001:db8:5:6:ffff::1', 'v6-4@test.invalid', 'Six', strong) FROM h $$, 'MKT29', NULL,
+                 'addresses of one IPv6 /64 share its limit');
+SELECT lives_ok($$ SELECT app.check_registration('2001:db8:5:7::1') $$, 'the next /64 has its own');
+SELECT api.set_limits('{"registrationsPerClientPerHour": null}');
+SELECT lives_ok($$ SELECT app.check_registration('203.0.113.5') $$, 'a NULL limit lets a full client pass the check');
+SELECT lives_ok($$ SELECT app.register('2001:db8:5:6::1', 'v6-4@test.invalid', 'Six', strong) FROM h $$,
+                'and sign up');
+
+-- app.logout (4)
+SELECT api.issue_token(b.j ->> 'id', t) ->> 'userId' FROM b, (VALUES (repeat('1', 64)), (repeat('2', 64))) AS v(t);
+SELECT is(app.logout(repeat('1', 64)), '{"revoked": true}'::jsonb, 'logout revokes the caller''s token');
+SELECT throws_ok($$ SELECT api.authenticate(repeat('1', 64)) $$, 'MK401', NULL, 'which no longer authenticates');
+SELECT throws_ok($$ SELECT app.logout(repeat('1', 64)) $$, 'MK401', NULL,
+                 'logging out with a revoked (or unknown) token is MK401');
+SELECT is(api.authenticate(repeat('2', 64)), (SELECT j ->> 'id' FROM b), 'the user''s other tokens stay valid');
 
 SELECT * FROM finish();
 ROLLBACK;
