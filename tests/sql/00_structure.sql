@@ -2,7 +2,7 @@
 -- api function is documented, SECURITY DEFINER with a pinned search_path, executable by the app's
 -- role and by nobody else, and the app's role can touch no table and no internal helper.
 BEGIN;
-SELECT plan(138);
+SELECT plan(141);
 
 -- The api functions and their argument types. Adding a function to api means adding it here
 -- (functions_are below fails until then) and giving it a test file.
@@ -17,12 +17,13 @@ INSERT INTO api_sig (fn, args) VALUES
     ('cancel_order',          ARRAY['text', 'text', 'text']),
     ('checkout',              ARRAY['text', 'jsonb', 'text']),
     ('checkout_report',       ARRAY['interval']),
-    ('create_product',        ARRAY['text', 'text', 'numeric', 'integer', 'text']),
+    ('create_product',        ARRAY['text', 'text', 'numeric', 'integer', 'text', 'integer']),
     ('dashboard_stats',       ARRAY['interval']),
     ('decrement_stock',       ARRAY['text', 'integer', 'integer', 'text', 'text']),
     ('error_codes',           ARRAY[]::name[]),
     ('evaluate_alerts',       ARRAY['interval', 'interval', 'bigint', 'bigint', 'bigint', 'bigint']),
     ('expire_pending_orders', ARRAY['interval', 'integer']),
+    ('expiry_failures',       ARRAY[]::name[]),
     ('get_cart',              ARRAY['text']),
     ('get_order',             ARRAY['text', 'text']),
     ('get_product',           ARRAY['text']),
@@ -70,13 +71,13 @@ SELECT has_trigger('public', 'Product', 'product_stock_ledger_update', 'ledger u
 SELECT has_trigger('public', 'StockLedger', 'ledger_append_only', 'append-only trigger on "StockLedger"');
 SELECT has_trigger('public', 'StockLedger', 'ledger_no_truncate', 'no-truncate trigger on "StockLedger"');
 
--- Exactly the listed functions, with the listed signatures (1 + 33)
+-- Exactly the listed functions, with the listed signatures (1 + 34)
 SELECT functions_are('api', ARRAY(SELECT fn FROM api_sig ORDER BY fn),
                      'schema api holds exactly the functions this file knows');
 SELECT has_function('api', fn, args, format('api.%s(%s) exists', fn, array_to_string(args, ', ')))
 FROM api_sig ORDER BY fn;
 
--- Privileges, function by function (33 + 33)
+-- Privileges, function by function (34 + 34)
 SELECT function_privs_are('api', fn, args, 'marketplace_app',
                           CASE WHEN app_execute THEN ARRAY['EXECUTE'] ELSE ARRAY[]::name[] END,
                           format('marketplace_app %s execute api.%s', CASE WHEN app_execute THEN 'may' ELSE 'may not' END, fn))
