@@ -23,7 +23,6 @@ INSERT INTO api_sig (fn, args) VALUES
     ('error_codes',           ARRAY[]::name[]),
     ('evaluate_alerts',       ARRAY['interval', 'interval', 'bigint', 'bigint', 'bigint', 'bigint']),
     ('expire_pending_orders', ARRAY['interval', 'integer']),
-    ('expiry_failures',       ARRAY[]::name[]),
     ('get_cart',              ARRAY['text']),
     ('get_order',             ARRAY['text', 'text']),
     ('get_product',           ARRAY['text']),
@@ -43,7 +42,9 @@ INSERT INTO api_sig (fn, args) VALUES
     ('set_cart_quantity',     ARRAY['text', 'text', 'integer']),
     ('set_maintenance',       ARRAY['boolean']),
     ('update_product',        ARRAY['text', 'integer', 'jsonb', 'text']);
+-- api.expiry_failures is for operators (verify, alerts, /metrics go through the owner).
 INSERT INTO api_sig VALUES ('create_user', ARRAY['text', 'text', 'text', 'text'], false),
+                           ('expiry_failures', ARRAY[]::name[], false),
                            ('login_credentials', ARRAY['text'], false);
 
 -- Schemas and tables (2 + 6)

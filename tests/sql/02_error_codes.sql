@@ -6,7 +6,7 @@ SELECT plan(8);
 SELECT has_function('api', 'error_codes', ARRAY[]::name[]);
 SELECT set_eq($$ SELECT sqlstate FROM api.error_codes() $$,
               ARRAY['MK400', 'MK401', 'MK403', 'MK404', 'MK409', 'MK503',
-                    'MKV00', 'MKE00', 'MKS09', 'MKI22', 'MKC09', 'MKT29'],
+                    'MKV00', 'MKE00', 'MKS09', 'MKI22', 'MKC09', 'MKT29', 'MKQ09', 'MKU09', 'MKN03'],
               'the registry lists the project''s codes');
 SELECT results_eq($$ SELECT sqlstate, code, http_status FROM api.error_codes()
                      WHERE sqlstate IN ('MK400', 'MK409', 'MK503') ORDER BY sqlstate $$,
