@@ -670,6 +670,183 @@ COMMENT ON FUNCTION internal.checkout_replay(text, text, text) IS
     'The original order of a replayed idempotency key (MKI22 when the payload differs), or NULL.';
 REVOKE ALL ON FUNCTION internal.checkout_replay(text, text, text) FROM PUBLIC;
 
+-- ==== sql/api/checkout_report.sql at a6379b6 ====
+-- api.checkout_report: the deployment checklist's day-one report over the last p_since, from the
+-- persisted per-minute figures (internal.checkout_stats, which survive server restarts) and the
+-- live tables: checkouts by outcome, success rate, ConcurrencyErrors, retries per checkout,
+-- latency P50/P95/P99 (interpolated inside the persisted buckets), negative stock now, and the
+-- orders created in the window by status. Minutes are whole: the window starts at the minute
+-- that contains now() - p_since, and ends at now() (a minute a worker with a fast clock recorded
+-- ahead of time is counted once it has begun).
+-- Raises: MKV00 when p_since is not a positive interval. Callers: `python -m pyapp report`, DBAs,
+-- marketplace_app (dashboards).
+CREATE OR REPLACE FUNCTION api.checkout_report(p_since interval DEFAULT '24 hours')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_from     timestamptz;
+    v_s        record;
+    v_total    bigint;
+    v_le       double precision[];
+    v_n        bigint[];
+    v_negative bigint;
+    v_orders   jsonb;
+BEGIN
+    IF p_since IS NULL OR p_since <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'since must be a positive interval',
+            DETAIL = jsonb_build_object('field', 'since')::text;
+    END IF;
+    v_from := date_trunc('minute', now() - p_since);
+
+    SELECT coalesce(sum(success), 0) AS success, coalesce(sum(insufficient_stock), 0) AS insufficient_stock,
+           coalesce(sum(conflict), 0) AS conflict, coalesce(sum(empty_cart), 0) AS empty_cart,
+           coalesce(sum(error), 0) AS error, coalesce(sum(retries), 0) AS retries,
+           coalesce(sum(conflicts), 0) AS conflicts, coalesce(sum(latency_sum_s), 0) AS latency_sum_s
+    INTO v_s
+    FROM internal.checkout_stats WHERE minute >= v_from AND minute <= now();
+    v_total := v_s.success + v_s.insufficient_stock + v_s.conflict + v_s.empty_cart + v_s.error;
+
+    SELECT array_agg(le ORDER BY le), array_agg(n ORDER BY le) INTO v_le, v_n
+    FROM (SELECT le, sum(n)::bigint AS n FROM internal.checkout_latency
+          WHERE minute >= v_from AND minute <= now() GROUP BY le) b;
+
+    SELECT count(*) INTO v_negative FROM "Product" WHERE stock < 0;
+    SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) INTO v_orders
+    FROM (SELECT status, count(*) AS n FROM "Order" WHERE "createdAt" >= v_from GROUP BY status) o;
+
+    RETURN jsonb_build_object(
+        'from', v_from, 'until', now(),
+        'checkouts', v_total,
+        'byOutcome', jsonb_build_object('success', v_s.success, 'insufficient_stock', v_s.insufficient_stock,
+                                        'conflict', v_s.conflict, 'empty_cart', v_s.empty_cart, 'error', v_s.error),
+        'successRate', CASE WHEN v_total > 0 THEN round(v_s.success::numeric / v_total, 4) END,
+        'concurrencyErrors', v_s.conflicts,
+        'retries', v_s.retries,
+        'retriesPerCheckout', CASE WHEN v_total > 0 THEN round(v_s.retries::numeric / v_total, 4) END,
+        'latencySeconds', jsonb_build_object(
+            'p50', round(internal.histogram_quantile(0.50, v_le, v_n)::numeric, 4),
+            'p95', round(internal.histogram_quantile(0.95, v_le, v_n)::numeric, 4),
+            'p99', round(internal.histogram_quantile(0.99, v_le, v_n)::numeric, 4),
+            'mean', CASE WHEN v_total > 0 THEN round((v_s.latency_sum_s / v_total)::numeric, 4) END),
+        'negativeStock', v_negative,
+        'ordersByStatus', v_orders);
+END
+$$;
+COMMENT ON FUNCTION api.checkout_report(interval) IS
+    'Day-one report over the last p_since: checkouts by outcome, success rate, ConcurrencyErrors, retries per checkout, latency P50/P95/P99, negative stock, orders by status.';
+REVOKE ALL ON FUNCTION api.checkout_report(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.checkout_report(interval) TO marketplace_app;
+
+-- ==== sql/api/dashboard.sql at a6379b6 ====
+-- api.dashboard_stats: the database half of the operator dashboard (GET /admin/dashboard/data), in
+-- one read-only statement: orders by status (all time, every known status present, zero when
+-- none) and in the last hour, products with negative stock (count and up to 20 ids: always 0 unless
+-- the CHECK was dropped), and unpaid orders past the hold window (the expiry job's backlog).
+-- Raises: MKV00 when p_hold is missing or not positive.
+-- Callers: marketplace_app (after api.authenticate(..., 'ADMIN')), DBAs.
+CREATE OR REPLACE FUNCTION api.dashboard_stats(p_hold interval DEFAULT '30 minutes')
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_hour      jsonb;
+    v_neg_ids   jsonb;
+    v_products  bigint;
+BEGIN
+    IF p_hold IS NULL OR p_hold <= interval '0' THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'the hold window must be a positive interval',
+            DETAIL = jsonb_build_object('field', 'hold')::text;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(o.status, o.n), '{}') INTO v_hour
+    FROM (SELECT status, count(*) AS n FROM "Order" WHERE "createdAt" > now() - interval '1 hour'
+          GROUP BY status) o;
+    SELECT coalesce(jsonb_agg(p.id ORDER BY p.id), '[]') INTO v_neg_ids
+    FROM (SELECT id FROM "Product" WHERE stock < 0 ORDER BY id LIMIT 20) p;
+    SELECT count(*) INTO v_products FROM "Product";
+
+    -- Orders by status, negative stock and the unpaid backlog are what /metrics reads too.
+    RETURN api.ops_snapshot(p_hold) || jsonb_build_object(
+        'ordersLastHour', v_hour,
+        'negativeStockProducts', v_neg_ids,
+        'products', v_products,
+        'at', now());
+END
+$$;
+COMMENT ON FUNCTION api.dashboard_stats(interval) IS
+    'Operator dashboard figures: orders by status (all time, last hour), negative stock, unpaid orders past the hold window.';
+REVOKE ALL ON FUNCTION api.dashboard_stats(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.dashboard_stats(interval) TO marketplace_app;
+
+-- ==== sql/api/decrement_stock.sql at a6379b6 ====
+-- api.decrement_stock: the versioned stock-decrement primitive.
+-- With p_expected_version it is a compare-and-swap: the row changes only if its version still is
+-- the one the caller read. Without it, an atomic conditional decrement (stock >= quantity) that
+-- never conflicts, only runs short. Returns the product's new version.
+-- Raises: MK503 maintenance; MKV00 bad quantity or reason; MK404 unknown product;
+--         MK409 version mismatch (DETAIL has expectedVersion and currentVersion; not retryable as
+--         is: re-read first); MK400 insufficient stock.
+-- Callers: marketplace_app, DBAs.
+CREATE OR REPLACE FUNCTION api.decrement_stock(
+    p_product_id text,
+    p_quantity integer,
+    p_expected_version integer DEFAULT NULL,
+    p_reason text DEFAULT 'ADJUSTMENT',
+    p_order_id text DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_version integer;
+    v_current record;
+BEGIN
+    PERFORM internal.assert_writable();
+    IF p_quantity IS NULL OR p_quantity < 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'quantity must be a positive integer',
+            DETAIL = jsonb_build_object('field', 'quantity', 'value', p_quantity)::text;
+    END IF;
+    IF p_reason IS NULL OR p_reason NOT IN ('CHECKOUT', 'ADJUSTMENT') THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'a decrement''s reason is CHECKOUT or ADJUSTMENT',
+            DETAIL = jsonb_build_object('field', 'reason', 'value', p_reason)::text;
+    END IF;
+
+    PERFORM set_config('mk.stock_reason', p_reason, true), set_config('mk.order_id', coalesce(p_order_id, ''), true);
+    UPDATE "Product" p SET stock = p.stock - p_quantity
+    WHERE p.id = p_product_id AND p.stock >= p_quantity
+      AND (p_expected_version IS NULL OR p."version" = p_expected_version)
+    RETURNING p."version" INTO v_version;
+    -- v_version, not FOUND: the PERFORM below resets FOUND.
+    PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
+    IF v_version IS NOT NULL THEN
+        RETURN v_version;
+    END IF;
+
+    SELECT p.stock, p."version" INTO v_current FROM "Product" p WHERE p.id = p_product_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK404', MESSAGE = 'product not found',
+            DETAIL = jsonb_build_object('productId', p_product_id)::text;
+    END IF;
+    IF p_expected_version IS NOT NULL AND v_current."version" <> p_expected_version THEN
+        RAISE EXCEPTION USING ERRCODE = 'MK409',
+            MESSAGE = format('product %s changed: expected version %s, current version %s',
+                             p_product_id, p_expected_version, v_current."version"),
+            DETAIL = jsonb_build_object('productId', p_product_id, 'expectedVersion', p_expected_version,
+                                        'currentVersion', v_current."version", 'retryable', false)::text,
+            HINT = 'Read the product again and retry with its current version.';
+    END IF;
+    PERFORM internal.raise_insufficient_stock(jsonb_build_array(jsonb_build_object(
+        'productId', p_product_id, 'requested', p_quantity, 'available', v_current.stock)));
+    RETURN NULL;  -- not reached
+END
+$$;
+COMMENT ON FUNCTION api.decrement_stock(text, integer, integer, text, text) IS
+    'Versioned stock decrement: compare-and-swap on expected_version (MK409 on mismatch) or atomic conditional decrement (MK400 when short); returns the new version.';
+REVOKE ALL ON FUNCTION api.decrement_stock(text, integer, integer, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.decrement_stock(text, integer, integer, text, text) TO marketplace_app;
+
 -- ==== sql/api/error_codes.sql at a6379b6 ====
 -- api.error_codes: the one registry of every SQLSTATE the project raises.
 -- Each code is in the project's own class MK (the SQL standard reserves classes 0-4 and A-H,
@@ -760,6 +937,39 @@ COMMENT ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigi
     'Operational alert rules on live data (negative stock, ConcurrencyErrors, failed or cancelled orders, unpaid past the hold), one row each.';
 REVOKE ALL ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint) TO marketplace_app;
+
+-- ==== sql/api/health.sql at a6379b6 ====
+-- api.health: the cheap state /health reports: whether every expected migration is applied, and
+-- whether maintenance mode is on. Unlike api.integrity_report it reads no business table.
+-- Raises: nothing. Callers: marketplace_app (GET /health), monitoring.
+CREATE OR REPLACE FUNCTION api.health()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_missing text[];
+    v_maint   boolean;
+BEGIN
+    SELECT s.maintenance INTO v_maint FROM internal.settings s;
+    IF to_regclass('public._yoyo_migration') IS NULL THEN
+        v_missing := internal.expected_migrations();
+    ELSE
+        EXECUTE 'SELECT array_agg(e ORDER BY e) FROM unnest($1) e
+                 WHERE e NOT IN (SELECT migration_id FROM public._yoyo_migration)'
+        INTO v_missing USING internal.expected_migrations();
+    END IF;
+    RETURN jsonb_build_object(
+        'database', 'ok',
+        'migrations', CASE WHEN v_missing IS NULL THEN 'ok' ELSE 'pending' END,
+        'migrationsMissing', coalesce(to_jsonb(v_missing), '[]'::jsonb),
+        'maintenance', coalesce(v_maint, false));
+END
+$$;
+COMMENT ON FUNCTION api.health() IS
+    'Cheap health state for GET /health: migrations applied (ok or pending) and maintenance on or off.';
+REVOKE ALL ON FUNCTION api.health() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.health() TO marketplace_app;
 
 -- ==== sql/api/integrity_report.sql at a6379b6 ====
 -- api.integrity_report: the deployment checklist's integrity checks, one row per check
@@ -892,6 +1102,48 @@ COMMENT ON FUNCTION api.begin_login(text, text) IS
     'Starts a password login: MKT29 after 5 failures per email or 20 per client address in 15 minutes; records the attempt as a failure until api.issue_token; returns the credentials.';
 REVOKE ALL ON FUNCTION api.begin_login(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.begin_login(text, text) TO marketplace_app;
+
+-- ==== sql/api/maintenance.sql at a6379b6 ====
+-- api.set_maintenance: turns maintenance mode on or off. While on, every api write function raises
+-- MK503; reads keep working. Returns the new state.
+-- Raises: MKV00 when p_enabled is NULL. Callers: marketplace_app (admin route), DBAs.
+CREATE OR REPLACE FUNCTION api.set_maintenance(p_enabled boolean)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_row internal.settings;
+BEGIN
+    IF p_enabled IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'enabled must be true or false',
+            DETAIL = jsonb_build_object('field', 'enabled')::text;
+    END IF;
+    UPDATE internal.settings s
+    SET maintenance = p_enabled,
+        "maintenanceSince" = CASE WHEN p_enabled THEN coalesce(s."maintenanceSince", now()) END
+    RETURNING * INTO v_row;
+    RETURN jsonb_build_object('maintenance', v_row.maintenance, 'since', v_row."maintenanceSince");
+END
+$$;
+COMMENT ON FUNCTION api.set_maintenance(boolean) IS
+    'Turns maintenance mode on or off; while on, every api write function raises MK503.';
+REVOKE ALL ON FUNCTION api.set_maintenance(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.set_maintenance(boolean) TO marketplace_app;
+
+-- api.maintenance_status: whether maintenance mode is on, and since when.
+-- Raises: nothing. Callers: marketplace_app (/health), DBAs.
+CREATE OR REPLACE FUNCTION api.maintenance_status()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT jsonb_build_object('maintenance', s.maintenance, 'since', s."maintenanceSince")
+    FROM internal.settings s
+$$;
+COMMENT ON FUNCTION api.maintenance_status() IS 'Whether maintenance mode is on, and since when.';
+REVOKE ALL ON FUNCTION api.maintenance_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.maintenance_status() TO marketplace_app;
 
 -- ==== sql/api/ops_snapshot.sql at a6379b6 ====
 -- api.ops_snapshot: what GET /metrics reads from the database at scrape time, in one call: orders
@@ -1213,6 +1465,97 @@ COMMENT ON FUNCTION api.list_products(integer, text) IS
     'A page of products in id order after a cursor: {items, next}.';
 REVOKE ALL ON FUNCTION api.list_products(integer, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.list_products(integer, text) TO marketplace_app;
+
+-- ==== sql/api/record_checkout_stats.sql at a6379b6 ====
+-- api.record_checkout_stats: adds one HTTP worker's buffered figures to the per-minute totals in
+-- internal.checkout_stats and internal.checkout_latency (upserts, so workers flushing the same
+-- minute add up). p_stats is a JSON array of objects, one per minute:
+--   {"minute": "2026-05-01T12:34:00Z", "success": 3, "insufficient_stock": 1, "conflict": 0,
+--    "empty_cart": 0, "error": 0, "retries": 2, "conflicts": 2, "latency_sum_s": 0.41,
+--    "latency": {"0.005": 1, "0.01": 3, "+Inf": 0}}
+-- where "latency" maps each bucket's upper bound in seconds to a non-cumulative count (send every
+-- bucket, zeros included: the report interpolates between neighbouring bounds), and
+-- "conflicts" counts ConcurrencyErrors of every route. Minutes are written in time order, so two
+-- workers flushing overlapping minutes cannot deadlock. Works during maintenance mode on purpose:
+-- the 503s answered then are figures too. Returns how many minutes were recorded.
+-- Raises: MKV00 when the payload is not such an array (DETAIL names the offending element),
+--         including a minute more than a day ahead, infinite or NaN figures.
+-- Callers: marketplace_app (every HTTP worker, every ~10 s and at exit).
+CREATE OR REPLACE FUNCTION api.record_checkout_stats(p_stats jsonb)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_row    jsonb;
+    v_idx    bigint;
+    v_minute timestamptz;
+    v_n      integer := 0;
+BEGIN
+    IF p_stats IS NULL OR jsonb_typeof(p_stats) <> 'array' THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'stats must be a JSON array of per-minute objects',
+            DETAIL = jsonb_build_object('field', 'stats')::text;
+    END IF;
+    FOR v_row, v_idx IN
+        SELECT e, i FROM jsonb_array_elements(p_stats) WITH ORDINALITY AS t (e, i)
+        ORDER BY CASE WHEN jsonb_typeof(e) = 'object' THEN e ->> 'minute' END, i
+    LOOP
+        BEGIN
+            IF jsonb_typeof(v_row) <> 'object' OR v_row ->> 'minute' IS NULL
+               OR jsonb_typeof(coalesce(v_row -> 'latency', '{}')) <> 'object' THEN
+                RAISE EXCEPTION USING ERRCODE = '22023';
+            END IF;
+            v_minute := date_trunc('minute', (v_row ->> 'minute')::timestamptz);
+            -- A worker's clock may run a little ahead, never a day; infinity is not a minute.
+            -- NaN passes CHECK (x >= 0) (PostgreSQL sorts it above every number), so it is refused here.
+            IF NOT isfinite(v_minute) OR v_minute > now() + interval '1 day'
+               OR (v_row ->> 'latency_sum_s')::double precision IN ('NaN', 'Infinity')
+               OR EXISTS (SELECT 1 FROM jsonb_object_keys(coalesce(v_row -> 'latency', '{}')) AS k (key)
+                          WHERE k.key::double precision = 'NaN') THEN
+                RAISE EXCEPTION USING ERRCODE = '22023';
+            END IF;
+            INSERT INTO internal.checkout_stats AS s
+                (minute, success, insufficient_stock, conflict, empty_cart, error, retries, conflicts, latency_sum_s)
+            VALUES (v_minute,
+                    coalesce((v_row ->> 'success')::bigint, 0),
+                    coalesce((v_row ->> 'insufficient_stock')::bigint, 0),
+                    coalesce((v_row ->> 'conflict')::bigint, 0),
+                    coalesce((v_row ->> 'empty_cart')::bigint, 0),
+                    coalesce((v_row ->> 'error')::bigint, 0),
+                    coalesce((v_row ->> 'retries')::bigint, 0),
+                    coalesce((v_row ->> 'conflicts')::bigint, 0),
+                    coalesce((v_row ->> 'latency_sum_s')::double precision, 0))
+            ON CONFLICT (minute) DO UPDATE SET
+                success            = s.success + EXCLUDED.success,
+                insufficient_stock = s.insufficient_stock + EXCLUDED.insufficient_stock,
+                conflict           = s.conflict + EXCLUDED.conflict,
+                empty_cart         = s.empty_cart + EXCLUDED.empty_cart,
+                error              = s.error + EXCLUDED.error,
+                retries            = s.retries + EXCLUDED.retries,
+                conflicts          = s.conflicts + EXCLUDED.conflicts,
+                latency_sum_s      = s.latency_sum_s + EXCLUDED.latency_sum_s;
+            INSERT INTO internal.checkout_latency AS l (minute, le, n)
+            SELECT v_minute, b.le, b.n
+            FROM (SELECT CASE WHEN key IN ('+Inf', 'Infinity', 'inf') THEN 'Infinity'::double precision
+                              ELSE key::double precision END AS le,
+                         value::bigint AS n
+                  FROM jsonb_each_text(coalesce(v_row -> 'latency', '{}'))) b
+            ORDER BY b.le
+            ON CONFLICT (minute, le) DO UPDATE SET n = l.n + EXCLUDED.n;
+        EXCEPTION WHEN data_exception OR check_violation OR not_null_violation THEN
+            RAISE EXCEPTION USING ERRCODE = 'MKV00',
+                MESSAGE = format('stats element %s is malformed: minute must be a timestamp no later than a day from now, counts non-negative integers, latency_sum_s a finite non-negative number, latency an object of bucket bounds', v_idx),
+                DETAIL = jsonb_build_object('field', 'stats', 'element', v_idx)::text;
+        END;
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION api.record_checkout_stats(jsonb) IS
+    'Adds an HTTP worker''s per-minute checkout outcomes, retries, ConcurrencyErrors and latency buckets to the persisted totals.';
+REVOKE ALL ON FUNCTION api.record_checkout_stats(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION api.record_checkout_stats(jsonb) TO marketplace_app;
 
 -- ==== sql/api/update_product.sql at a6379b6 ====
 -- api.update_product: a seller's or admin's edit of a product, guarded by its version.

@@ -7,7 +7,7 @@
 --   expiry_failures (warning, threshold 0): unpaid orders the expiry job had to skip (api.expiry_failures).
 -- monitoring/alerts.yml holds the same rules for Prometheus.
 -- Raises: MKV00 for a NULL or negative threshold or hold, or a window that is NULL or not
--- positive. Callers: `python -m pyapp alerts`, DBAs, marketplace_app.
+-- positive. Callers: `python -m pyapp alerts`, DBAs.
 CREATE OR REPLACE FUNCTION api.evaluate_alerts(
     p_hold interval DEFAULT '30 minutes',
     p_window interval DEFAULT '1 hour',

@@ -4,7 +4,7 @@
 -- (another user's order is reported as not found).
 -- Raises: MK503 maintenance; MK404 unknown order (or not the actor's); MKS09 already cancelled,
 --         shipped or delivered.
--- Callers: marketplace_app, DBAs.
+-- Callers: app.cancel_order (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.cancel_order(
     p_order_id text,
     p_actor_id text DEFAULT NULL,
@@ -45,7 +45,7 @@ REVOKE ALL ON FUNCTION api.cancel_order(text, text, text) FROM PUBLIC;
 -- result carries "changed".
 -- Raises: MK503 maintenance; MK404 unknown order; MKS09 a success for an order already cancelled
 --         (the money must be refunded by hand).
--- Callers: marketplace_app (payment webhook), DBAs.
+-- Callers: app.payment_webhook (after verifying the signature), DBAs.
 CREATE OR REPLACE FUNCTION api.record_payment(
     p_order_id text,
     p_succeeded boolean,
@@ -208,7 +208,7 @@ REVOKE ALL ON FUNCTION api.expiry_failures() FROM PUBLIC;
 
 -- api.get_order: one order with its items. With p_user_id, only that user's order is found
 -- (another user's order is reported as not found, so ids cannot be probed).
--- Raises: MK404. Callers: marketplace_app, DBAs.
+-- Raises: MK404. Callers: app.get_order (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.get_order(p_order_id text, p_user_id text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -229,7 +229,7 @@ COMMENT ON FUNCTION api.get_order(text, text) IS 'One order with its items; MK40
 REVOKE ALL ON FUNCTION api.get_order(text, text) FROM PUBLIC;
 
 -- api.list_orders: the user's orders, newest first, with their items.
--- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
+-- Raises: MKV00 limit outside 1..200. Callers: app.list_orders (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.list_orders(p_user_id text, p_limit integer DEFAULT 50)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER

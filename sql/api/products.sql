@@ -48,7 +48,7 @@ COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text, integ
 REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) FROM PUBLIC;
 
 -- api.get_product: one product as JSON (its version is the HTTP ETag).
--- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.
+-- Raises: MK404 unknown product. Callers: app.get_product (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.get_product(p_product_id text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -70,7 +70,7 @@ REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
 
 -- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
 -- pagination, so a page costs the same at any depth of a large catalogue).
--- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
+-- Raises: MKV00 limit outside 1..200. Callers: app.list_products (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.list_products(p_limit integer DEFAULT 50, p_after text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
