@@ -234,10 +234,15 @@ def expire_orders(args) -> int:
         total = 0
         while True:
             try:
-                n = expire_once(db.owner_url, hold, args.batch_size)
+                n, skipped = expire_once(db.owner_url, hold, args.batch_size)
                 total += n
-                print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} expire-orders: {n} expired"
-                      f" (total {total})", flush=True)
+                stamp = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+                print(f"{stamp} expire-orders: {n} expired (total {total})"
+                      + (f", {len(skipped)} skipped" if skipped else ""), flush=True)
+                for order_id, sqlstate, message, attempts in skipped:
+                    print(f"{stamp} expire-orders: skipped order {order_id}: {sqlstate} {message}"
+                          f" (attempt {attempts}; retried in 10 minutes, see api.expiry_failures())",
+                          flush=True)
             except psycopg.Error as exc:
                 if args.every is None:
                     raise
@@ -247,16 +252,23 @@ def expire_orders(args) -> int:
     return 0
 
 
-def expire_once(url: str, hold: int, batch: int) -> int:
-    """Expires every order past the window, one batch (one short transaction) at a time."""
-    total = 0
+def expire_once(url: str, hold: int, batch: int) -> tuple[int, list[tuple]]:
+    """Expires every order past the window, one batch (one short transaction) at a time. Returns
+    how many it expired and the orders it had to skip, as (order_id, sqlstate, message, attempts):
+    those api.expire_pending_orders recorded as failed in the same transaction."""
+    total, skipped = 0, []
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
-            n = conn.execute("SELECT api.expire_pending_orders(make_interval(mins => %s), %s)",
-                             (hold, batch)).fetchone()[0]
+            with conn.transaction():
+                n = conn.execute("SELECT api.expire_pending_orders(make_interval(mins => %s), %s)",
+                                 (hold, batch)).fetchone()[0]
+                failed = conn.execute("""SELECT order_id, sqlstate, message, attempts
+                                         FROM api.expiry_failures() WHERE last_failed_at = now()""").fetchall()
             total += n
-            if n < batch:
-                return total
+            skipped += failed
+            # A skipped order was still taken from the batch: a full batch may have more behind it.
+            if n + len(failed) < batch:
+                return total, skipped
 
 
 def create_user(args) -> int:

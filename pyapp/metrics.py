@@ -6,7 +6,8 @@ master sets it, see pyapp/gunicorn_conf.py): each worker writes its counters to 
 folder and a scrape, whichever worker answers it, adds up every worker's files, those of workers
 that have exited included. Without the variable (a single process, in-process tests) the same
 metrics live in the process's default registry. Database figures (orders by status, negative
-stock, unpaid orders past the hold window) are read at scrape time with one api.ops_snapshot() call.
+stock, unpaid orders past the hold window, orders the expiry job had to skip) are read at scrape
+time with one api.ops_snapshot() call.
 
 Persistence: Prometheus counters die with the server's folder. So each worker also adds its
 checkout outcomes, retries, ConcurrencyErrors and latency-bucket counts to an in-memory buffer
@@ -244,6 +245,10 @@ class _Snapshot:
                                 "PENDING_PAYMENT or PAYMENT_FAILED orders older than the hold window "
                                 "(ORDER_HOLD_MINUTES): the expiry job is not running.",
                                 value=self.snapshot.get("unpaidPastHold", 0))
+        yield GaugeMetricFamily("mk_orders_expiry_failed",
+                                "Unpaid orders the expiry job had to skip because expiring them failed "
+                                "(api.expiry_failures()); retried every 10 minutes.",
+                                value=self.snapshot.get("expiryFailed", 0))
 
 
 STATS = StatsBuffer()

@@ -28,12 +28,12 @@ def _wait_until_blocked(conn, pid_of_waiter: int, timeout: float = 10.0) -> None
     raise AssertionError("the checkout never waited for the row lock")
 
 
-def test_price_changed_while_waiting_for_the_lock_is_the_price_paid(conn, app_url):
+def test_price_changed_while_waiting_for_the_lock_is_the_price_paid(conn, core_url):
     pid = _seed(conn)
     conn.execute("SELECT api.add_to_cart('b', %s, 2)", (pid,))
     result: dict = {}
 
-    with psycopg.connect(app_url, autocommit=True) as buyer, psycopg.connect(conn.info.dsn) as editor:
+    with psycopg.connect(core_url, autocommit=True) as buyer, psycopg.connect(conn.info.dsn) as editor:
         buyer_pid = buyer.info.backend_pid
         # The editor holds the row (as a seller's edit would) while the buyer checks out.
         editor.execute("""SELECT api.update_product(%s, 1, '{"price": 12.5}')""", (pid,))
@@ -58,14 +58,14 @@ def test_price_changed_while_waiting_for_the_lock_is_the_price_paid(conn, app_ur
     assert_invariants(conn, initial={pid: 5})
 
 
-def test_one_cart_checked_out_twice_at_once_makes_one_order(conn, app_url):
+def test_one_cart_checked_out_twice_at_once_makes_one_order(conn, core_url):
     pid = _seed(conn)
     conn.execute("SELECT api.add_to_cart('b', %s, 1)", (pid,))
     outcomes: list = []
     barrier = threading.Barrier(2)
 
     def checkout(key):
-        with psycopg.connect(app_url, autocommit=True) as c:
+        with psycopg.connect(core_url, autocommit=True) as c:
             barrier.wait()
             try:
                 outcomes.append(c.execute("SELECT api.checkout('b', %s, %s)",
@@ -96,7 +96,7 @@ def test_one_cart_checked_out_twice_at_once_makes_one_order(conn, app_url):
     assert_invariants(conn, initial={pid: 5})
 
 
-def test_buyers_of_one_product_wait_in_its_queue_and_give_up_cleanly(conn, app_url):
+def test_buyers_of_one_product_wait_in_its_queue_and_give_up_cleanly(conn, core_url):
     """A second buyer of a product whose sale is in flight waits in the product's queue (an
     advisory lock, not the row), and at lock_timeout gives up with 55P03 having changed nothing;
     once the first commits, the same checkout goes through."""
@@ -106,7 +106,7 @@ def test_buyers_of_one_product_wait_in_its_queue_and_give_up_cleanly(conn, app_u
     conn.execute("SELECT api.add_to_cart('b', %s, 1), api.add_to_cart('c', %s, 1)", (pid, pid))
     failure: dict = {}
 
-    with psycopg.connect(app_url) as first, psycopg.connect(app_url, autocommit=True) as second:
+    with psycopg.connect(core_url) as first, psycopg.connect(core_url, autocommit=True) as second:
         first.execute("SELECT api.checkout('c', %s)", (Jsonb({"city": "Oaxaca"}),))  # not committed yet
         second.execute("SET lock_timeout = '2s'")
         second_pid = second.info.backend_pid
@@ -136,7 +136,7 @@ def test_buyers_of_one_product_wait_in_its_queue_and_give_up_cleanly(conn, app_u
     assert_invariants(conn, initial={pid: 5})
 
 
-def test_a_queued_checkout_releases_early_only_for_a_caller_that_asked(conn, db_url, app_url):
+def test_a_queued_checkout_releases_early_only_for_a_caller_that_asked(conn, db_url, core_url):
     """With mk.release_early = 'on', a checkout that had to queue for its product commits without
     waiting for the disk (synchronous_commit off) and says so in mk.flush_pending; one that did
     not queue, or whose caller did not ask (a DBA in psql), keeps a durable commit."""
@@ -156,7 +156,7 @@ def test_a_queued_checkout_releases_early_only_for_a_caller_that_asked(conn, db_
         """`user` checks out while the product's queue is held (as by a sale in flight), then
         the holder commits."""
         result: dict = {}
-        with psycopg.connect(db_url) as first, psycopg.connect(app_url, autocommit=True) as second:
+        with psycopg.connect(db_url) as first, psycopg.connect(core_url, autocommit=True) as second:
             first.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (pid,))
             if release_early:
                 second.execute("SET mk.release_early = 'on'")
@@ -179,8 +179,37 @@ def test_a_queued_checkout_releases_early_only_for_a_caller_that_asked(conn, db_
 
     assert queued_checkout("c", release_early=True) == ("PENDING_PAYMENT", "off", "on")
     assert queued_checkout("d", release_early=False) == ("PENDING_PAYMENT", "on", "")
-    with psycopg.connect(app_url, autocommit=True) as alone:  # asked, but nobody else was selling
+    with psycopg.connect(core_url, autocommit=True) as alone:  # asked, but nobody else was selling
         alone.execute("SET mk.release_early = 'on'")
         assert alone.execute(probe, ("e", address)).fetchone() == ("PENDING_PAYMENT", "on", "")
     assert conn.execute('SELECT stock FROM "Product" WHERE id = %s', (pid,)).fetchone()[0] == 7
     assert_invariants(conn, initial={pid: 10})
+
+
+def test_early_release_reaches_the_app_through_app_checkout(conn, db_url, app_url):
+    """The HTTP app calls app.checkout, a SECURITY DEFINER wrapper with its own search_path: the
+    early release api.checkout sets inside it (synchronous_commit off, mk.flush_pending on) must
+    still reach the app's session, or the app would answer before the sale is on disk."""
+    pid = _seed(conn, stock=3)
+    token = "f" * 64
+    conn.execute("SELECT api.issue_token('b', %s)", (token,))
+    conn.execute("SELECT api.add_to_cart('b', %s, 1)", (pid,))
+    result: dict = {}
+    with psycopg.connect(db_url) as first, psycopg.connect(app_url, autocommit=True) as app:
+        first.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (pid,))
+        app.execute("SET mk.release_early = 'on'")
+
+        def run():
+            result["row"] = app.execute(
+                "SELECT o ->> 'status', current_setting('synchronous_commit'),"
+                " coalesce(current_setting('mk.flush_pending', true), '')"
+                " FROM app.checkout(%s, %s) AS o", (token, Jsonb({"city": "Oaxaca"}))).fetchone()
+
+        t = threading.Thread(target=run)
+        t.start()
+        _wait_until_blocked(conn, app.info.backend_pid)
+        first.commit()
+        t.join(10)
+        assert not t.is_alive()
+    assert result["row"] == ("PENDING_PAYMENT", "off", "on")
+    assert_invariants(conn, initial={pid: 3})

@@ -31,7 +31,7 @@ def sqlstate_of(exc: BaseException) -> str:
     return f"PY:{type(exc).__name__}:{exc}"
 
 
-def run_together(app_url: str, workers: list[Callable[[psycopg.Connection], None]]) -> list[BaseException]:
+def run_together(core_url: str, workers: list[Callable[[psycopg.Connection], None]]) -> list[BaseException]:
     """Runs each worker in its own thread with its own autocommit connection; all start together.
 
     Returns the exceptions the workers raised (a worker records expected refusals itself)."""
@@ -40,7 +40,7 @@ def run_together(app_url: str, workers: list[Callable[[psycopg.Connection], None
 
     def body(work):
         try:
-            with psycopg.connect(app_url, autocommit=True) as c:
+            with psycopg.connect(core_url, autocommit=True) as c:
                 barrier.wait(timeout=60)
                 work(c)
         except BaseException as exc:  # noqa: BLE001 - reported to the test thread
@@ -70,7 +70,7 @@ def server_version(conn) -> str:
 
 # 1. The last unit ---------------------------------------------------------------------------
 
-def test_last_unit_is_sold_exactly_once(conn, app_url):
+def test_last_unit_is_sold_exactly_once(conn, core_url):
     seller = make_users(conn, 1, role="SELLER", prefix="seller")[0]
     initial: dict[str, int] = {}
     for race in range(3):
@@ -86,7 +86,7 @@ def test_last_unit_is_sold_exactly_once(conn, app_url):
                 outcomes[uid] = call(c, "SELECT api.checkout(%s, %s)", (uid, ADDRESS))
             return work
 
-        crashes = run_together(app_url, [buyer(u) for u in buyers])
+        crashes = run_together(core_url, [buyer(u) for u in buyers])
         assert not crashes, crashes
 
         winners = [uid for uid, (ok, _) in outcomes.items() if ok]
@@ -123,7 +123,7 @@ def test_last_unit_is_sold_exactly_once(conn, app_url):
 
 # 2. Random multi-line carts -----------------------------------------------------------------
 
-def test_random_carts_under_load(conn, app_url):
+def test_random_carts_under_load(conn, core_url):
     seconds = float(os.environ.get("MK_STRESS_SECONDS", "20"))
     seller = make_users(conn, 1, role="SELLER", prefix="seller")[0]
     start_stock = [20, 10, 5, 3, 40]
@@ -206,7 +206,7 @@ def test_random_carts_under_load(conn, app_url):
         return work
 
     workers = [buyer(u, i) for i, u in enumerate(buyers)] + [restocker(1000)]
-    crashes = run_together(app_url, workers)
+    crashes = run_together(core_url, workers)
 
     by_state = Counter()
     for (op, outcome), n in counts.items():
@@ -236,7 +236,7 @@ def test_random_carts_under_load(conn, app_url):
 
 # 3. Expiry under fire -----------------------------------------------------------------------
 
-def test_expiry_races_cancels_and_checkouts(conn, app_url):
+def test_expiry_races_cancels_and_checkouts(conn, core_url):
     seller = make_users(conn, 1, role="SELLER", prefix="seller")[0]
     start_stock = [100000, 100000, 100000, 50, 20]
     products = make_products(conn, seller, start_stock, price="3.00")
@@ -337,7 +337,7 @@ def test_expiry_races_cancels_and_checkouts(conn, app_url):
 
     workers = [expirer] * 4 + [wrap_canceller(canceller(h)) for h in halves] + \
               [buyer(u, 100 + i) for i, u in enumerate(fresh_buyers)]
-    crashes = run_together(app_url, workers)
+    crashes = run_together(core_url, workers)
 
     print(f"\nexpired {expired_total[0]}, cancelled by buyers {len(user_cancelled)}, "
           f"new orders {len(new_orders)}")

@@ -37,7 +37,8 @@ def test_rule_unit_tests_pass():
 def test_rules_use_exported_metric_names():
     exported = {"mk_checkout_total", "mk_concurrency_conflicts_total", "mk_db_retries_total",
                 "mk_http_responses_total", "mk_checkout_duration_seconds_bucket", "mk_orders",
-                "mk_products_negative_stock", "mk_orders_unpaid_past_hold", "mk_database_up"}
+                "mk_products_negative_stock", "mk_orders_unpaid_past_hold", "mk_orders_expiry_failed",
+                "mk_database_up"}
     # the names are those pyapp.metrics defines
     assert metrics.CHECKOUTS._name + "_total" in exported and metrics.LATENCY._name + "_bucket" in exported
     used = set(re.findall(r"\bmk_[a-z_]+", (MONITORING / "alerts.yml").read_text()))

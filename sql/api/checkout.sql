@@ -9,10 +9,13 @@
 -- key, the same key and payload return the original order (with "replayed": true) and create
 -- nothing. A caller that set mk.release_early = 'on' may get a commit that does not wait for the
 -- disk when the checkout had to queue for a product (it then finds mk.flush_pending = 'on').
+-- A product with a maxPerBuyer refuses a cart whose quantity of it, with the units the buyer holds
+-- in unpaid orders, exceeds the cap; the order is not created and the cart stays.
 -- Raises: MK503 maintenance; MKV00 bad address or key; MKI22 key reused with another payload;
 --         MK404 unknown user; MKE00 empty cart; MK400 insufficient stock (DETAIL lists every
---         short product with requested and available).
--- Callers: marketplace_app (HTTP), DBAs.
+--         short product with requested and available); MKQ09 over a product's maxPerBuyer
+--         (DETAIL: productId, maxPerBuyer, requested, held).
+-- Callers: the HTTP app through schema app, DBAs.
 CREATE OR REPLACE FUNCTION api.checkout(
     p_user_id text,
     p_shipping_address jsonb,
@@ -26,6 +29,8 @@ DECLARE
     v_pids      text[];
     v_qtys      integer[];
     v_prices    numeric(10,2)[];
+    v_caps      integer[];
+    v_capped    boolean;
     v_price     numeric(10,2);
     v_total     numeric;
     v_short     jsonb;
@@ -72,12 +77,13 @@ BEGIN
     )
     SELECT array_agg(s.pid ORDER BY s.pid), array_agg(s.qty ORDER BY s.pid),
            array_agg(p.price ORDER BY s.pid), sum(p.price * s.qty),
+           array_agg(p."maxPerBuyer" ORDER BY s.pid), bool_or(p."maxPerBuyer" IS NOT NULL),
            jsonb_agg(jsonb_build_object('productId', s.pid, 'quantity', s.qty,
                                         'unitPrice', p.price) ORDER BY s.pid),
            jsonb_agg(jsonb_build_object('productId', s.pid, 'requested', s.qty,
                                         'available', coalesce(p.stock, 0)) ORDER BY s.pid)
                FILTER (WHERE coalesce(p.stock, 0) < s.qty)
-    INTO v_pids, v_qtys, v_prices, v_total, v_items, v_short
+    INTO v_pids, v_qtys, v_prices, v_total, v_caps, v_capped, v_items, v_short
     FROM summed s LEFT JOIN "Product" p ON p.id = s.pid;
 
     IF v_pids IS NULL THEN
@@ -99,6 +105,12 @@ BEGIN
     END IF;
     IF v_short IS NOT NULL THEN
         PERFORM internal.raise_insufficient_stock(v_short);
+    END IF;
+    -- Only carts with a capped product pay for the look at the buyer's unpaid orders. The line
+    -- of a product cannot be re-added while another checkout of this buyer holds its claimed row
+    -- (the upsert waits for that checkout to end), so any order that took it is counted here.
+    IF v_capped THEN
+        PERFORM internal.assert_max_per_buyer(p_user_id, v_pids, v_qtys, v_caps);
     END IF;
     IF v_total > 99999999.99 THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'order total exceeds 99,999,999.99',

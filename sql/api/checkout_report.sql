@@ -6,7 +6,7 @@
 -- that contains now() - p_since, and ends at now() (a minute a worker with a fast clock recorded
 -- ahead of time is counted once it has begun).
 -- Raises: MKV00 when p_since is not a positive interval. Callers: `python -m pyapp report`, DBAs,
--- marketplace_app (dashboards).
+-- the operator page.
 CREATE OR REPLACE FUNCTION api.checkout_report(p_since interval DEFAULT '24 hours')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -3,7 +3,7 @@
 -- none) and in the last hour, products with negative stock (count and up to 20 ids: always 0 unless
 -- the CHECK was dropped), and unpaid orders past the hold window (the expiry job's backlog).
 -- Raises: MKV00 when p_hold is missing or not positive.
--- Callers: marketplace_app (after api.authenticate(..., 'ADMIN')), DBAs.
+-- Callers: app.dashboard_stats (for an ADMIN's token), DBAs.
 CREATE OR REPLACE FUNCTION api.dashboard_stats(p_hold interval DEFAULT '30 minutes')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -5,7 +5,7 @@
 -- Raises: MK503 maintenance; MKV00 bad quantity or reason; MK404 unknown product;
 --         MK409 version mismatch (DETAIL has expectedVersion and currentVersion; not retryable as
 --         is: re-read first); MK400 insufficient stock.
--- Callers: marketplace_app, DBAs.
+-- Callers: DBAs and scripts (not the HTTP app: checkout decrements stock itself).
 CREATE OR REPLACE FUNCTION api.decrement_stock(
     p_product_id text,
     p_quantity integer,

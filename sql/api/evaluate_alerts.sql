@@ -3,10 +3,11 @@
 --   negative_stock (critical): products with stock < 0;
 --   concurrency_errors (warning): ConcurrencyErrors persisted by the HTTP workers in the window;
 --   failed_or_cancelled_orders (warning): orders that became PAYMENT_FAILED or CANCELLED in the window;
---   unpaid_past_hold (warning): unpaid orders older than the hold window (the expiry job is not running).
+--   unpaid_past_hold (warning): unpaid orders older than the hold window (the expiry job is not running);
+--   expiry_failures (warning, threshold 0): unpaid orders the expiry job had to skip (api.expiry_failures).
 -- monitoring/alerts.yml holds the same rules for Prometheus.
 -- Raises: MKV00 for a NULL or negative threshold or hold, or a window that is NULL or not
--- positive. Callers: `python -m pyapp alerts`, DBAs, marketplace_app.
+-- positive. Callers: `python -m pyapp alerts`, DBAs.
 CREATE OR REPLACE FUNCTION api.evaluate_alerts(
     p_hold interval DEFAULT '30 minutes',
     p_window interval DEFAULT '1 hour',
@@ -51,8 +52,13 @@ BEGIN
     WHERE o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED') AND o."createdAt" < now() - p_hold;
     RETURN QUERY SELECT 'unpaid_past_hold', 'warning', v_n, p_max_unpaid_past_hold, v_n > p_max_unpaid_past_hold,
         format('%s unpaid orders older than %s: is expire-orders running?', v_n, p_hold);
+
+    -- No threshold argument: a single order the job cannot expire needs a person.
+    SELECT count(*) INTO v_n FROM api.expiry_failures();
+    RETURN QUERY SELECT 'expiry_failures', 'warning', v_n, 0::bigint, v_n > 0,
+        format('%s unpaid orders could not be expired: see api.expiry_failures()', v_n);
 END
 $$;
 COMMENT ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint) IS
-    'Operational alert rules on live data (negative stock, ConcurrencyErrors, failed or cancelled orders, unpaid past the hold), one row each.';
+    'Operational alert rules on live data (negative stock, ConcurrencyErrors, failed or cancelled orders, unpaid past the hold, expiry failures), one row each.';
 REVOKE ALL ON FUNCTION api.evaluate_alerts(interval, interval, bigint, bigint, bigint, bigint) FROM PUBLIC;

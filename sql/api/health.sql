@@ -1,6 +1,6 @@
 -- api.health: the cheap state /health reports: whether every expected migration is applied, and
 -- whether maintenance mode is on. Unlike api.integrity_report it reads no business table.
--- Raises: nothing. Callers: marketplace_app (GET /health), monitoring.
+-- Raises: nothing. Callers: app.health (GET /health), monitoring.
 CREATE OR REPLACE FUNCTION api.health()
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER

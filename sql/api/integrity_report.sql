@@ -1,8 +1,8 @@
 -- api.integrity_report: the deployment checklist's integrity checks, one row per check
 -- (check_name, ok, detail): no negative stock, every version >= 1, stock equals the ledger, every
--- order has items and a total equal to their sum, no unpaid order past the hold window, and
--- every expected migration applied.
--- Raises: nothing. Callers: marketplace_app (/health, alerts), `python -m pyapp verify`, DBAs.
+-- order has items and a total equal to their sum, no unpaid order past the hold window, no unpaid
+-- order the expiry job had to skip (api.expiry_failures), and every expected migration applied.
+-- Raises: nothing. Callers: `python -m pyapp verify`, DBAs.
 CREATE OR REPLACE FUNCTION api.integrity_report(p_hold interval DEFAULT '30 minutes')
 RETURNS TABLE (check_name text, ok boolean, detail text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -45,6 +45,13 @@ BEGIN
         CASE WHEN v_n = 0 THEN format('no unpaid order older than %s', p_hold)
              ELSE format('%s unpaid orders older than %s: is the expiry job running?', v_n, p_hold) END;
 
+    SELECT count(*), string_agg(f.order_id || ' (' || f.sqlstate || ')', ', ' ORDER BY f.order_id)
+    INTO v_n, v_ids FROM api.expiry_failures() f;
+    RETURN QUERY SELECT 'expiry_failures', v_n = 0,
+        CASE WHEN v_n = 0 THEN 'no unpaid order failed to expire'
+             ELSE format('%s unpaid orders could not be expired (see api.expiry_failures()): %s',
+                         v_n, left(v_ids, 500)) END;
+
     IF to_regclass('public._yoyo_migration') IS NULL THEN
         RETURN QUERY SELECT 'migrations_applied', false, 'no yoyo migration table: the schema was not built by migrations';
     ELSE
@@ -59,5 +66,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.integrity_report(interval) IS
-    'Integrity checklist, one row per check: no negative stock, versions >= 1, stock = ledger, orders complete, none stuck past the hold window, migrations applied.';
+    'Integrity checklist, one row per check: no negative stock, versions >= 1, stock = ledger, orders complete, none stuck past the hold window, no expiry failures, migrations applied.';
 REVOKE ALL ON FUNCTION api.integrity_report(interval) FROM PUBLIC;

@@ -1,6 +1,6 @@
 -- api.set_maintenance: turns maintenance mode on or off. While on, every api write function raises
 -- MK503; reads keep working. Returns the new state.
--- Raises: MKV00 when p_enabled is NULL. Callers: marketplace_app (admin route), DBAs.
+-- Raises: MKV00 when p_enabled is NULL. Callers: app.set_maintenance (for an ADMIN's token), `python -m pyapp maintenance`, DBAs.
 CREATE OR REPLACE FUNCTION api.set_maintenance(p_enabled boolean)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -25,7 +25,7 @@ COMMENT ON FUNCTION api.set_maintenance(boolean) IS
 REVOKE ALL ON FUNCTION api.set_maintenance(boolean) FROM PUBLIC;
 
 -- api.maintenance_status: whether maintenance mode is on, and since when.
--- Raises: nothing. Callers: marketplace_app (/health), DBAs.
+-- Raises: nothing. Callers: DBAs (api.health reads the switch itself).
 CREATE OR REPLACE FUNCTION api.maintenance_status()
 RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER

@@ -4,7 +4,7 @@
 -- (another user's order is reported as not found).
 -- Raises: MK503 maintenance; MK404 unknown order (or not the actor's); MKS09 already cancelled,
 --         shipped or delivered.
--- Callers: marketplace_app, DBAs.
+-- Callers: app.cancel_order (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.cancel_order(
     p_order_id text,
     p_actor_id text DEFAULT NULL,
@@ -45,7 +45,7 @@ REVOKE ALL ON FUNCTION api.cancel_order(text, text, text) FROM PUBLIC;
 -- result carries "changed".
 -- Raises: MK503 maintenance; MK404 unknown order; MKS09 a success for an order already cancelled
 --         (the money must be refunded by hand).
--- Callers: marketplace_app (payment webhook), DBAs.
+-- Callers: app.payment_webhook (after verifying the signature), DBAs.
 CREATE OR REPLACE FUNCTION api.record_payment(
     p_order_id text,
     p_succeeded boolean,
@@ -95,9 +95,15 @@ REVOKE ALL ON FUNCTION api.record_payment(text, boolean, text) FROM PUBLIC;
 -- api.expire_pending_orders: cancels up to p_batch_size unpaid (PENDING_PAYMENT or
 -- PAYMENT_FAILED) orders older than the hold window and returns their stock exactly once.
 -- FOR UPDATE SKIP LOCKED lets several runs share the work and never wait on an order that a
--- payment or cancel holds; the status is re-checked under the lock. Returns how many it expired;
--- call again while it returns p_batch_size.
+-- payment or cancel holds; the status is re-checked under the lock. The batch is expired in one
+-- go; if that raises, it is redone order by order, each in its own subtransaction, so that one
+-- order that cannot be expired (say, returning its units would overflow its product's stock)
+-- cannot hold back the others: such an order is skipped, recorded in internal.expiry_failure
+-- (see api.expiry_failures) with a WARNING, and not selected again for 10 minutes, so it never
+-- sits at the head of the queue. Returns how many it expired; call again while it returns
+-- p_batch_size.
 -- Raises: MK503 maintenance; MKV00 negative window or batch size outside 1..10000.
+--         WARNING for each order skipped.
 -- Callers: the expiry worker (python -m pyapp expire-orders), DBAs.
 CREATE OR REPLACE FUNCTION api.expire_pending_orders(
     p_older_than interval DEFAULT '30 minutes',
@@ -109,6 +115,10 @@ AS $$
 DECLARE
     v_ids     text[];
     v_reasons text[];
+    v_expired integer := 0;
+    v_state   text;
+    v_message text;
+    i         integer;
 BEGIN
     PERFORM internal.assert_writable();
     IF p_older_than IS NULL OR p_older_than < interval '0' THEN
@@ -119,6 +129,8 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'batch size must be between 1 and 10000',
             DETAIL = jsonb_build_object('field', 'batch_size', 'value', p_batch_size)::text;
     END IF;
+    -- The row locks are taken here, outside the subtransactions below, so they stay held
+    -- whichever of them rolls back.
     SELECT array_agg(o.id ORDER BY o.id),
            array_agg(CASE WHEN o.status = 'PAYMENT_FAILED' THEN 'PAYMENT_FAILED_EXPIRED' ELSE 'EXPIRED' END
                      ORDER BY o.id)
@@ -126,27 +138,77 @@ BEGIN
     FROM (SELECT o.id, o.status FROM "Order" o
           WHERE o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED')
             AND o."createdAt" < now() - p_older_than
+            AND NOT EXISTS (SELECT 1 FROM internal.expiry_failure f
+                            WHERE f.order_id = o.id AND f.last_failed_at > now() - interval '10 minutes')
           ORDER BY o."createdAt"
           LIMIT p_batch_size
-          FOR UPDATE SKIP LOCKED) o;
+          FOR UPDATE OF o SKIP LOCKED) o;
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
-    PERFORM internal.return_stock(v_ids, v_reasons);
-    UPDATE "Order" o SET status = 'CANCELLED', "cancelledAt" = now(), "updatedAt" = now(),
-                         "cancelReason" = r.reason
-    FROM unnest(v_ids, v_reasons) AS r(oid, reason)
-    WHERE o.id = r.oid;
-    RETURN array_length(v_ids, 1);
+    BEGIN
+        PERFORM internal.return_stock(v_ids, v_reasons);
+        UPDATE "Order" o SET status = 'CANCELLED', "cancelledAt" = now(), "updatedAt" = now(),
+                             "cancelReason" = r.reason
+        FROM unnest(v_ids, v_reasons) AS r(oid, reason)
+        WHERE o.id = r.oid;
+        RETURN array_length(v_ids, 1);
+    EXCEPTION WHEN OTHERS THEN
+        -- Redone below, one order at a time.
+        NULL;
+    END;
+    FOR i IN 1 .. array_length(v_ids, 1) LOOP
+        BEGIN
+            PERFORM internal.return_stock(ARRAY[v_ids[i]], ARRAY[v_reasons[i]]);
+            UPDATE "Order" o SET status = 'CANCELLED', "cancelledAt" = now(), "updatedAt" = now(),
+                                 "cancelReason" = v_reasons[i]
+            WHERE o.id = v_ids[i];
+            v_expired := v_expired + 1;
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+            INSERT INTO internal.expiry_failure AS f (order_id, sqlstate, message)
+            VALUES (v_ids[i], v_state, left(v_message, 1000))
+            ON CONFLICT (order_id) DO UPDATE
+                SET attempts = f.attempts + 1, last_failed_at = now(),
+                    sqlstate = EXCLUDED.sqlstate, message = EXCLUDED.message;
+            RAISE WARNING USING
+                MESSAGE = format('order %s could not be expired and was skipped: %s (SQLSTATE %s)',
+                                 v_ids[i], v_message, v_state),
+                DETAIL = jsonb_build_object('orderId', v_ids[i], 'sqlstate', v_state,
+                                            'message', v_message)::text,
+                HINT = 'See api.expiry_failures(); it is retried after 10 minutes.';
+        END;
+    END LOOP;
+    RETURN v_expired;
 END
 $$;
 COMMENT ON FUNCTION api.expire_pending_orders(interval, integer) IS
-    'Cancels up to batch_size unpaid orders older than the hold window and returns their stock exactly once; safe to run concurrently.';
+    'Cancels up to batch_size unpaid orders older than the hold window and returns their stock exactly once; skips and records (api.expiry_failures) an order that fails; safe to run concurrently.';
 REVOKE ALL ON FUNCTION api.expire_pending_orders(interval, integer) FROM PUBLIC;
+
+-- api.expiry_failures: the unpaid orders api.expire_pending_orders had to skip, with the last
+-- error and how often it was tried; an order leaves the list once it is paid, cancelled or
+-- expired after all.
+-- Raises: nothing. Callers: api.integrity_report, api.evaluate_alerts, api.ops_snapshot,
+-- `python -m pyapp expire-orders`, DBAs.
+CREATE OR REPLACE FUNCTION api.expiry_failures()
+RETURNS TABLE (order_id text, sqlstate text, message text, attempts integer,
+               first_failed_at timestamptz, last_failed_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT f.order_id, f.sqlstate, f.message, f.attempts, f.first_failed_at, f.last_failed_at
+    FROM internal.expiry_failure f JOIN "Order" o ON o.id = f.order_id
+    WHERE o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED')
+    ORDER BY f.first_failed_at, f.order_id
+$$;
+COMMENT ON FUNCTION api.expiry_failures() IS
+    'Unpaid orders the expiry job could not expire: order_id, sqlstate, message, attempts, first and last failure.';
+REVOKE ALL ON FUNCTION api.expiry_failures() FROM PUBLIC;
 
 -- api.get_order: one order with its items. With p_user_id, only that user's order is found
 -- (another user's order is reported as not found, so ids cannot be probed).
--- Raises: MK404. Callers: marketplace_app, DBAs.
+-- Raises: MK404. Callers: app.get_order (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.get_order(p_order_id text, p_user_id text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -167,7 +229,7 @@ COMMENT ON FUNCTION api.get_order(text, text) IS 'One order with its items; MK40
 REVOKE ALL ON FUNCTION api.get_order(text, text) FROM PUBLIC;
 
 -- api.list_orders: the user's orders, newest first, with their items.
--- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
+-- Raises: MKV00 limit outside 1..200. Callers: app.list_orders (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.list_orders(p_user_id text, p_limit integer DEFAULT 50)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -1,7 +1,9 @@
 -- api.create_product: a seller (or admin) lists a new product; its initial stock opens the ledger.
--- Raises: MK503 maintenance; MKV00 bad name, price or stock; MK404 unknown seller;
+-- p_max_per_buyer caps the units one buyer may hold in unpaid orders or buy in one order (NULL: no
+-- cap; see api.add_to_cart and api.checkout).
+-- Raises: MK503 maintenance; MKV00 bad name, price, stock or maxPerBuyer; MK404 unknown seller;
 --         MK403 the seller is a BUYER.
--- Callers: marketplace_app, DBAs.
+-- Callers: app.create_product (HTTP), the demo loader, DBAs.
 DROP FUNCTION IF EXISTS api.create_product(text, text, numeric, integer, text);
 CREATE OR REPLACE FUNCTION api.create_product(
     p_seller_id text,
@@ -28,10 +30,13 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'MK403', MESSAGE = 'only sellers and admins may list products',
             DETAIL = jsonb_build_object('role', v_role)::text;
     END IF;
+    -- jsonb_strip_nulls: a NULL maxPerBuyer is absent (no cap), not a JSON null to refuse.
     PERFORM internal.json_text(jsonb_build_object('name', p_name), 'name', 1, 200),
             internal.json_text(jsonb_build_object('description', coalesce(p_description, '')), 'description', 0, 5000),
             internal.json_number(jsonb_build_object('price', p_price), 'price', 0, 99999999.99, false),
-            internal.json_number(jsonb_build_object('stock', p_stock), 'stock', 0, 1000000000, true);
+            internal.json_number(jsonb_build_object('stock', p_stock), 'stock', 0, 1000000000, true),
+            internal.json_number(jsonb_strip_nulls(jsonb_build_object('maxPerBuyer', p_max_per_buyer)),
+                                 'maxPerBuyer', 1, 10000, true);
     INSERT INTO "Product" (name, description, price, stock, "sellerId", "maxPerBuyer")
     VALUES (btrim(p_name), btrim(coalesce(p_description, '')), p_price, p_stock, p_seller_id, p_max_per_buyer)
     RETURNING * INTO v_row;
@@ -39,11 +44,11 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) IS
-    'Lists a new product for a SELLER or ADMIN; its initial stock is the ledger''s opening balance.';
+    'Lists a new product for a SELLER or ADMIN, optionally capped per buyer; its initial stock is the ledger''s opening balance.';
 REVOKE ALL ON FUNCTION api.create_product(text, text, numeric, integer, text, integer) FROM PUBLIC;
 
 -- api.get_product: one product as JSON (its version is the HTTP ETag).
--- Raises: MK404 unknown product. Callers: marketplace_app, DBAs.
+-- Raises: MK404 unknown product. Callers: app.get_product (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.get_product(p_product_id text)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -65,7 +70,7 @@ REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
 
 -- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
 -- pagination, so a page costs the same at any depth of a large catalogue).
--- Raises: MKV00 limit outside 1..200. Callers: marketplace_app, DBAs.
+-- Raises: MKV00 limit outside 1..200. Callers: app.list_products (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.list_products(p_limit integer DEFAULT 50, p_after text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -11,7 +11,7 @@
 -- the 503s answered then are figures too. Returns how many minutes were recorded.
 -- Raises: MKV00 when the payload is not such an array (DETAIL names the offending element),
 --         including a minute more than a day ahead, infinite or NaN figures.
--- Callers: marketplace_app (every HTTP worker, every ~10 s and at exit).
+-- Callers: app.record_checkout_stats (every HTTP worker, every ~10 s and at exit).
 CREATE OR REPLACE FUNCTION api.record_checkout_stats(p_stats jsonb)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

@@ -27,7 +27,7 @@ REVOKE ALL ON FUNCTION app.add_to_cart(text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION app.add_to_cart(text, text, integer) TO marketplace_app;
 
 -- app.set_cart_quantity: sets a line of the caller's cart.
--- Raises: MK401; MK503, MKV00, MK404 (api.set_cart_quantity). Callers: marketplace_app.
+-- Raises: MK401; MK503, MKV00, MK404, MKQ09 (api.set_cart_quantity). Callers: marketplace_app.
 CREATE OR REPLACE FUNCTION app.set_cart_quantity(p_token_hash text, p_product_id text, p_quantity integer)
 RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY DEFINER

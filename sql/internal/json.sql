@@ -1,4 +1,5 @@
--- internal.product_json: the public JSON shape of one product row (used by every product function).
+-- internal.product_json: the public JSON shape of one product row (used by every product function);
+-- maxPerBuyer is null when the product has no per-buyer cap.
 -- Raises: nothing. Callers: api functions only.
 CREATE OR REPLACE FUNCTION internal.product_json(p "Product")
 RETURNS jsonb
@@ -8,7 +9,7 @@ AS $$
     SELECT jsonb_build_object(
         'id', p.id, 'name', p.name, 'description', p.description, 'price', p.price,
         'stock', p.stock, 'version', p."version", 'sellerId', p."sellerId",
-        'createdAt', p."createdAt", 'updatedAt', p."updatedAt")
+        'maxPerBuyer', p."maxPerBuyer", 'createdAt', p."createdAt", 'updatedAt', p."updatedAt")
 $$;
 COMMENT ON FUNCTION internal.product_json("Product") IS 'The public JSON shape of a product.';
 REVOKE ALL ON FUNCTION internal.product_json("Product") FROM PUBLIC;

@@ -206,30 +206,36 @@ SELECT is((SELECT ARRAY[(r ->> 'checkouts')::numeric, (r -> 'latencySeconds' ->>
 -- evaluate_alerts: the rules and their values (3)
 CREATE TEMP TABLE want AS
 SELECT (alerts ->> 'negative_stock')::bigint + 2 AS neg, 6::bigint AS conc,
-       (alerts ->> 'failed_or_cancelled_orders')::bigint + 3 AS fc, (alerts ->> 'unpaid_past_hold')::bigint + 2 AS unpaid
+       (alerts ->> 'failed_or_cancelled_orders')::bigint + 3 AS fc, (alerts ->> 'unpaid_past_hold')::bigint + 2 AS unpaid,
+       (alerts ->> 'expiry_failures')::bigint AS ef
 FROM base;
 SELECT results_eq($$ SELECT rule, severity FROM api.evaluate_alerts() $$,
                   $$ VALUES ('negative_stock', 'critical'), ('concurrency_errors', 'warning'),
-                            ('failed_or_cancelled_orders', 'warning'), ('unpaid_past_hold', 'warning') $$,
+                            ('failed_or_cancelled_orders', 'warning'), ('unpaid_past_hold', 'warning'),
+                            ('expiry_failures', 'warning') $$,
                   'one row per rule, in order, with its severity');
 SELECT set_eq($$ SELECT rule, value FROM api.evaluate_alerts('30 minutes', '1 hour') $$,
               $$ SELECT r, v FROM want, LATERAL (VALUES ('negative_stock', neg), ('concurrency_errors', conc),
-                                                        ('failed_or_cancelled_orders', fc), ('unpaid_past_hold', unpaid)) x (r, v) $$,
-              'values: products below 0, conflicts of m0 and m1 (not m_old), orders failed or cancelled in the hour, unpaid past the hold');
+                                                        ('failed_or_cancelled_orders', fc), ('unpaid_past_hold', unpaid),
+                                                        ('expiry_failures', ef)) x (r, v) $$,
+              'values: products below 0, conflicts of m0 and m1 (not m_old), orders failed or cancelled in the hour, unpaid past the hold, expiry failures (none added here)');
 SELECT set_eq($$ SELECT rule, threshold FROM api.evaluate_alerts() $$,
               $$ VALUES ('negative_stock', 0::bigint), ('concurrency_errors', 100), ('failed_or_cancelled_orders', 50),
-                        ('unpaid_past_hold', 0) $$,
-              'the default thresholds are 0, 100, 50 and 0');
+                        ('unpaid_past_hold', 0), ('expiry_failures', 0) $$,
+              'the default thresholds are 0, 100, 50, 0 and 0');
 
--- evaluate_alerts: a rule fires exactly when value > threshold (2)
+-- evaluate_alerts: a rule fires exactly when value > threshold (2); expiry_failures has no
+-- threshold argument (tests/sql/21_expiry_failures.sql drives it)
 SELECT set_eq($$ SELECT e.rule, e.threshold, e.firing
-                 FROM want, api.evaluate_alerts('30 minutes', '1 hour', neg - 1, conc - 1, fc - 1, unpaid - 1) e $$,
+                 FROM want, api.evaluate_alerts('30 minutes', '1 hour', neg - 1, conc - 1, fc - 1, unpaid - 1) e
+                 WHERE e.rule <> 'expiry_failures' $$,
               $$ SELECT r, t, true FROM want, LATERAL (VALUES ('negative_stock', neg - 1), ('concurrency_errors', conc - 1),
                                                               ('failed_or_cancelled_orders', fc - 1),
                                                               ('unpaid_past_hold', unpaid - 1)) x (r, t) $$,
               'with every threshold one below its value, every rule fires');
 SELECT set_eq($$ SELECT e.rule, e.threshold, e.firing
-                 FROM want, api.evaluate_alerts('30 minutes', '1 hour', neg, conc, fc, unpaid) e $$,
+                 FROM want, api.evaluate_alerts('30 minutes', '1 hour', neg, conc, fc, unpaid) e
+                 WHERE e.rule <> 'expiry_failures' $$,
               $$ SELECT r, t, false FROM want, LATERAL (VALUES ('negative_stock', neg), ('concurrency_errors', conc),
                                                                ('failed_or_cancelled_orders', fc),
                                                                ('unpaid_past_hold', unpaid)) x (r, t) $$,
