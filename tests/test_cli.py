@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -55,6 +56,10 @@ def test_simulate_race_exactly_one_winner(http_app, http_db):  # noqa: F811
     r = pyapp(http_db[0], "simulate-race", "--url", http_app.url)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS" in r.stdout
+    # Its table of answers: the buyers contend only for stock, so every loser is told it ran out
+    # (400), none gets a conflict (409), and every buyer got an answer.
+    answers = {int(m[1]): int(m[2]) for m in re.finditer(r"^(\d{3})\s+(\d+)\s*$", r.stdout, re.M)}
+    assert answers == {201: 1, 400: 99}, r.stdout
     with psycopg.connect(http_db[0], autocommit=True) as conn:
         product = conn.execute("""SELECT id, stock FROM "Product" WHERE name LIKE 'Last unit %'
                                   ORDER BY "createdAt" DESC LIMIT 1""").fetchone()
