@@ -3,7 +3,7 @@ gunicorn), registration, login, a checkout, /metrics with its token and a gracef
 `expire-orders --every` and `verify`; each inside tests/sandbox.py's approximation of its unit's
 sandbox (read-only system, private /tmp, procfs subset=pid, no capabilities, the unit's system call
 allow list, W^X memory, its address families), against the tests' PostgreSQL. Marked slow (about
-20 s). Needs root with CAP_SYS_ADMIN for the mount namespace (skipped otherwise), systemd-analyze
+20 s). Needs root with CAP_SYS_ADMIN for the mount namespace (fails otherwise: CI runs as root), systemd-analyze
 and python3-seccomp (scripts/setup.sh installs both)."""
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def sandbox_prefix(unit: str) -> list[str]:
         pytest.fail("python3-seccomp is missing: scripts/setup.sh installs it (apt-get install python3-seccomp)")
     r = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True)
     if os.geteuid() != 0 or r.returncode != 0:
-        pytest.skip(f"needs root with CAP_SYS_ADMIN for a mount namespace: {r.stderr.strip()}")
+        pytest.fail(f"needs root with CAP_SYS_ADMIN for a mount namespace (as CI has): {r.stderr.strip()}")
     return ["unshare", "--mount", "--propagation", "private", SYSTEM_PYTHON, str(ROOT / "tests" / "sandbox.py"),
             str(UNITS / unit), "--"]
 
