@@ -1472,8 +1472,9 @@ REVOKE ALL ON FUNCTION api.record_payment(text, boolean, text) FROM PUBLIC;
 -- (see api.expiry_failures) with a WARNING, and not selected again for 10 minutes, so it never
 -- sits at the head of the queue. Returns how many it expired; call again while it returns
 -- p_batch_size.
--- Raises: MK503 maintenance; MKV00 negative window or batch size outside 1..10000.
---         WARNING for each order skipped.
+-- It runs during maintenance mode too: it is housekeeping, not a client's write, and a rollback
+-- drains the unpaid orders with it while checkouts and payments are paused (docs/runbook.md).
+-- Raises: MKV00 negative window or batch size outside 1..10000. WARNING for each order skipped.
 -- Callers: the expiry worker (python -m pyapp expire-orders), DBAs.
 CREATE OR REPLACE FUNCTION api.expire_pending_orders(
     p_older_than interval DEFAULT '30 minutes',
@@ -1490,7 +1491,6 @@ DECLARE
     v_message text;
     i         integer;
 BEGIN
-    PERFORM internal.assert_writable();
     IF p_older_than IS NULL OR p_older_than < interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'the hold window must not be negative',
             DETAIL = jsonb_build_object('field', 'older_than')::text;

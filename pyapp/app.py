@@ -4,6 +4,7 @@ bearer token, see sql/app/) and renders its result. Connections, retries, errors
 business of pyapp.web.ApiPlugin."""
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import re
@@ -38,6 +39,16 @@ def _etag(doc: dict) -> None:
 # ---------------------------------------------------------------- auth
 
 
+@contextlib.contextmanager
+def _password_work():
+    """auth.password_work as HTTP: 503 with Retry-After when this process has no slot free."""
+    try:
+        with auth.password_work():
+            yield
+    except auth.Busy as exc:
+        raise Problem(503, "BUSY", "Service unavailable", str(exc), headers={"Retry-After": "1"}) from None
+
+
 @app.post("/api/auth/register")
 def register(db):
     body = json_body()
@@ -49,7 +60,8 @@ def register(db):
     client = clients.client_address(request.environ)
     db.one("SELECT app.check_registration(%s)", (client,))  # 429 before the scrypt, not after
     db.release()  # no connection held while scrypt runs
-    password_hash = auth.hash_password(password)
+    with _password_work():
+        password_hash = auth.hash_password(password)
     user = db.one("SELECT app.register(%s, %s, %s, %s, %s)", (client, email, name, password_hash, role))
     response.status = 201
     return user
@@ -66,9 +78,10 @@ def login(db):
     client = clients.client_address(request.environ)
     params = db.one("SELECT app.login_parameters(%s, %s)", (email, client))
     db.release()  # no connection held while waiting or while scrypt runs
-    time.sleep(min(3.0, max(0.0, float(params.get("delay") or 0))))
-    key = auth.derive_key(password, params)
-    upgrade = auth.hash_password(password, params["upgrade"]) if params.get("upgrade") else None
+    with _password_work():
+        time.sleep(min(3.0, max(0.0, float(params.get("delay") or 0))))
+        key = auth.derive_key(password, params)
+        upgrade = auth.hash_password(password, params["upgrade"]) if params.get("upgrade") else None
     result = db.one("SELECT app.login(%s, %s, %s, %s)", (email, client, key, upgrade))
     if not result.get("authenticated"):
         raise Problem(401, "UNAUTHENTICATED", "Authentication required", "invalid email or password")

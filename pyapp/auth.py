@@ -5,20 +5,41 @@ never sees a stored hash. Tokens are kept in the database only as their SHA-256 
 
 The cost is OWASP's guidance for scrypt, N = 2^17, r = 8, p = 1 (internal.scrypt_target in SQL
 holds the same figures): 128 MiB and a few hundred milliseconds of one core per derivation. At most
-SCRYPT_CONCURRENCY derivations run at once per process, so a burst of logins or sign-ups queues
-instead of taking every core and gigabytes of memory.
+SCRYPT_CONCURRENCY derivations run at once per process, so a burst of logins or sign-ups cannot
+take every core and gigabytes of memory; and at most PASSWORD_WORK_SLOTS requests of a process may
+be doing password work at once (deriving, waiting to derive, or serving the throttle's delay): the
+next one is refused at once (Busy, a 503 with Retry-After), so a flood of logins never occupies
+every request thread and stalls checkouts.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import secrets
+import contextlib
 import threading
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 17, 8, 1
 SCRYPT_CONCURRENCY = 2
+PASSWORD_WORK_SLOTS = 4
 MAX_PASSWORD = 1024
 _derivations = threading.BoundedSemaphore(SCRYPT_CONCURRENCY)
+_password_work = threading.BoundedSemaphore(PASSWORD_WORK_SLOTS)
+
+
+class Busy(Exception):
+    """Every password-work slot of this process is taken: retry shortly."""
+
+
+@contextlib.contextmanager
+def password_work():
+    """One request's password work (its wait, its derivations), or Busy when no slot is free."""
+    if not _password_work.acquire(blocking=False):
+        raise Busy("too many logins and sign-ups in progress on this server")
+    try:
+        yield
+    finally:
+        _password_work.release()
 
 
 def _b64(raw: bytes) -> str:

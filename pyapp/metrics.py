@@ -40,12 +40,20 @@ CONFLICTS = Counter("mk_concurrency_conflicts", "ConcurrencyErrors (409-class co
                     "included) of every route, by SQLSTATE.", ["sqlstate"])
 RETRIES = Counter("mk_db_retries", "Statements retried after a transient conflict.")
 RESPONSES = Counter("mk_http_responses", "HTTP responses by status class.", ["class"])
+# The class alone cannot tell a 503 (maintenance, database unavailable or busy: expected during
+# maintenance and failover) from a 500 (an unhandled error, logged as UnhandledError); the alert
+# MarketplaceServerErrors needs the status.
+SERVER_ERRORS = Counter("mk_http_server_errors", "HTTP 5xx responses by status code: 503 maintenance "
+                        "or database unavailable, 500 an unhandled error (UnhandledError in the log).",
+                        ["status"])
 LATENCY = Histogram("mk_checkout_duration_seconds", "Checkout latency, retries included.", buckets=BUCKETS)
 # Every outcome is exported from the start, at 0, so rate() sees it. The labelled children are
 # kept: looking one up by its label values costs more than the increment itself.
 _CHECKOUT_CHILDREN = {_o: CHECKOUTS.labels(_o) for _o in OUTCOMES}
 _RESPONSE_CHILDREN: dict = {}
 CONFLICTS.labels("MK409")
+for _status in ("500", "503"):  # at 0 from the start, so increase() counts the first one
+    SERVER_ERRORS.labels(_status)
 
 
 def multiprocess_dir() -> str | None:
@@ -196,6 +204,8 @@ class Metrics:
         if child is None:
             child = _RESPONSE_CHILDREN[status // 100] = RESPONSES.labels(f"{status // 100}xx")
         child.inc()
+        if status >= 500:
+            SERVER_ERRORS.labels(str(status)).inc()
 
     @staticmethod
     def registry():

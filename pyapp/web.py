@@ -513,6 +513,7 @@ class ApiPlugin:
             STATS.start(plugin.database, _stats_flush_failed)  # once per worker process
             request_id()
             status = 500
+            counted_by_error_handler = False
             try:
                 if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                     _read_body()
@@ -528,7 +529,11 @@ class ApiPlugin:
             except Problem as p:
                 status = p.status
                 return render_problem(p)
-            except bottle.HTTPResponse:
+            except bottle.HTTPResponse as resp:
+                # Bottle renders it: an HTTPError through error_handler, which counts it, so only
+                # a plain HTTPResponse (a redirect) is counted here, with its own status, not 500.
+                status = resp.status_code
+                counted_by_error_handler = isinstance(resp, bottle.HTTPError)
                 raise
             except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean 500
                 log_event("UnhandledError", logging.ERROR, method=request.method, path=request.path,
@@ -539,7 +544,8 @@ class ApiPlugin:
                                               "an unexpected error occurred; the request id identifies it in the logs"))
             finally:
                 response.set_header("X-Request-Id", request_id())
-                METRICS.request(status)
+                if not counted_by_error_handler:
+                    METRICS.request(status)
                 if metric == "checkout":
                     METRICS.checkout(checkout_outcome(status, request.environ.get("mk.outcome")),
                                      time.monotonic() - started)

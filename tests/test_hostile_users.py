@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import urllib.parse
 import uuid
 
@@ -284,6 +285,39 @@ def test_sign_up_is_limited_per_client(http_app, http_db):
     with owner(http_db) as c:
         n = c.execute("""SELECT count(*) FROM "User" WHERE email LIKE %s""", (f"signup-{run}-%",)).fetchone()[0]
     assert n == 21
+
+
+def test_a_login_flood_cannot_stall_checkouts(http_app, http_db):
+    """Each login costs a 128 MiB scrypt: a flood of them must not take every request thread.
+    Password work has a few slots per worker; beyond them a login is refused at once (503 BUSY,
+    Retry-After), and checkouts go on meanwhile."""
+    _, seller = make_user(http_db, "SELLER")
+    p = make_product(http_app, seller, stock=10)
+    buyers = [make_user(http_db)[1] for _ in range(6)]
+    for b in buyers:
+        assert add(http_app, b, p["id"], 1).status_code == 201
+    flood: list[int] = []
+    checkouts: list[int] = []
+
+    def guess(i: int) -> None:
+        flood.append(post_from(http_app.url, "/api/auth/login",
+                               {"email": f"flood{i}@example.com", "password": "guess"}, f"127.0.1.{i}")[0])
+
+    def buy(h: dict) -> None:
+        checkouts.append(checkout(http_app, h).status_code)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(48)]
+    for t in threads:
+        t.start()
+    buyers_threads = [threading.Thread(target=buy, args=(h,)) for h in buyers]
+    for t in buyers_threads:
+        t.start()
+    for t in threads + buyers_threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads + buyers_threads), "a request hung"
+    assert checkouts == [201] * len(buyers), checkouts
+    assert len(flood) == 48 and set(flood) <= {401, 503}, sorted(flood)
+    assert 503 in flood, "the flood never met the limit on password work: it proved nothing"
 
 
 # ---------------------------------------------------------------- 6. /metrics

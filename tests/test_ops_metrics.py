@@ -1,6 +1,6 @@
 """GET /metrics under two gunicorn workers: the counters of both add up in every scrape, the
-database figures come from api.ops_snapshot(), and the same figures reach the database through
-api.record_checkout_stats."""
+database figures come from app.ops_snapshot(), and the same figures reach the database through
+app.record_checkout_stats."""
 from __future__ import annotations
 
 import re
@@ -113,11 +113,11 @@ def test_conflicts_and_retries_are_counted_and_persisted(two_workers, http_db): 
 def test_record_checkout_stats_validates_input_and_guards_its_table(http_db):  # noqa: F811
     with psycopg.connect(http_db[1], autocommit=True) as c:  # as the app's role
         with pytest.raises(psycopg.Error) as e:
-            c.execute("SELECT api.record_checkout_stats('[{\"minute\": \"not a time\"}]')")
+            c.execute("SELECT app.record_checkout_stats('[{\"minute\": \"not a time\"}]')")
         assert e.value.sqlstate == "MKV00"
         with pytest.raises(psycopg.Error) as e:
-            c.execute("SELECT api.record_checkout_stats('{}')")
+            c.execute("SELECT app.record_checkout_stats('{}')")
         assert e.value.sqlstate == "MKV00"
-        assert c.execute("SELECT api.record_checkout_stats('[]')").fetchone()[0] == 0
+        assert c.execute("SELECT app.record_checkout_stats('[]')").fetchone()[0] == 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("SELECT * FROM internal.checkout_stats")

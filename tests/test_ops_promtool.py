@@ -38,8 +38,9 @@ def test_rules_use_exported_metric_names():
     exported = {"mk_checkout_total", "mk_concurrency_conflicts_total", "mk_db_retries_total",
                 "mk_http_responses_total", "mk_checkout_duration_seconds_bucket", "mk_orders",
                 "mk_products_negative_stock", "mk_orders_unpaid_past_hold", "mk_orders_expiry_failed",
-                "mk_database_up"}
+                "mk_database_up", "mk_http_server_errors_total"}
     # the names are those pyapp.metrics defines
     assert metrics.CHECKOUTS._name + "_total" in exported and metrics.LATENCY._name + "_bucket" in exported
+    assert metrics.SERVER_ERRORS._name + "_total" in exported
     used = set(re.findall(r"\bmk_[a-z_]+", (MONITORING / "alerts.yml").read_text()))
     assert used and used <= exported, used - exported

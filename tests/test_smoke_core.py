@@ -6,4 +6,4 @@ def test_app_role_cannot_touch_tables(conn, app_url):
     with psycopg.connect(app_url, autocommit=True) as app:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             app.execute('SELECT * FROM "Product"')
-        assert app.execute("SELECT count(*) FROM api.error_codes()").fetchone()[0] >= 3
+        assert app.execute("SELECT count(*) FROM app.error_codes()").fetchone()[0] >= 3
