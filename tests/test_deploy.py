@@ -4,11 +4,13 @@ its own database from template0 up to a chosen migration; the smoke tests run ag
 gunicorn (tests/http_server)."""
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -173,8 +175,26 @@ def test_deploy_dry_run_changes_nothing(db_at, sink, tmp_path):
     assert "-- 0003_core_rules" in out and "| SET LOCAL lock_timeout = '5s';" in out  # its SQL, first lines
     assert f"after applying {mig_id('core_rules')}, {mig_id('api_functions')}" in out
     assert "[2/7]" not in out
+    last_line = migrate.path_of(all_ids()[-1]).read_text().rstrip().splitlines()[-1]
+    assert f"| {last_line}" not in out
+    r = pyapp(url, "deploy", "--dry-run", "--verbose", "--backup-dir", str(tmp_path / "b"), NOTIFY_WEBHOOK_URL=sink.url)
+    assert r.returncode == 0 and f"| {last_line}" in r.stdout  # --verbose: the whole SQL
     with psycopg.connect(url, autocommit=True) as c:
         assert c.execute("SELECT to_regnamespace('api')").fetchone()[0] is None
+    assert migrate.applied(url) == upto("add_version_to_product") and sink.received == []
+
+
+def test_deploy_stops_in_preflight_without_disk_for_a_backup(db_url, tmp_path, monkeypatch, capsys):
+    from pyapp import deploy
+
+    monkeypatch.delenv("NOTIFY_WEBHOOK_URL", raising=False)
+    monkeypatch.setattr(deploy.shutil, "disk_usage", lambda _path: SimpleNamespace(free=1000))
+    args = argparse.Namespace(url=None, maintenance=False, dry_run=False, verbose=False,
+                              backup_dir=str(tmp_path / "b"), hold_minutes=None)
+    assert deploy.Deploy(args, db_url, "test").run() == 1
+    err = capsys.readouterr().err
+    assert "FAILED at step 1/7 preflight: not enough free disk for a backup" in err and "nothing was changed" in err
+    assert not (tmp_path / "b").exists()
 
 
 def test_deploy_from_0002_with_maintenance(db_at, sink, tmp_path):
