@@ -4,7 +4,8 @@ Exit codes: 0 success; 1 a check failed (pending migrations, failed integrity ch
 won exactly once, refused rollback, no active webhook key for webhook-secret status) or, for
 alerts, a warning fires; 2 bad usage (also a value the database refuses, or serve --demo outside
 the project's own cluster or on a non-loopback HOST) or, for alerts, a critical alert fires; 3
-the database (or, for simulate-race, the server or the database) could not be reached.
+the database (or, for simulate-race, smoke and deploy, the server or the database) could not be
+reached; 4 (deploy) a step failed after it changed the database: the rollback is printed.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import urllib.error
 
 import psycopg
 
-from pyapp import commands, race, settings_commands
+from pyapp import commands, deploy, notify, race, settings_commands, smoke
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +129,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--registrations-per-client-per-hour", type=settings_commands.limit_value, default=None,
                    metavar="N|none", help="sign-ups per client address and hour (REGISTRATIONS_PER_CLIENT_PER_HOUR)")
     s.set_defaults(func=settings_commands.limits)
+
+    s = sub.add_parser("notify", help="post a message to NOTIFY_WEBHOOK_URL (Slack-compatible {\"text\": ...})",
+                       description="Posts {\"text\": TEXT} to NOTIFY_WEBHOOK_URL with a 5-second timeout. deploy, "
+                                   "rollback and alerts send their own messages the same way, and never fail "
+                                   "because of it.",
+                       epilog="Exit 0 sent, or NOTIFY_WEBHOOK_URL is unset (nothing sent, and it says so); 1 the "
+                              "webhook failed or did not answer (a warning says why; the URL is never printed); "
+                              "2 empty TEXT.")
+    s.add_argument("text", nargs="+", metavar="TEXT", help="the message (several words are joined by spaces)")
+    s.set_defaults(func=notify.notify)
+
+    s = sub.add_parser("smoke", help="a production-safe checkout and cancel over HTTP against a running server",
+                       description=smoke.__doc__.split("\n\n", 1)[1].rsplit("\n\nExit", 1)[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Exit 0 every check passed; 1 a check failed (printed as FAILED), maintenance mode\n"
+                              "is on (smoke cannot check out then), or another smoke run is in progress; 3 the\n"
+                              "server or the database could not be reached.")
+    s.add_argument("--url", required=True, help="base URL of the running server, e.g. http://127.0.0.1:8080")
+    s.set_defaults(func=smoke.smoke)
+
+    s = sub.add_parser("deploy", help="the checklist's production steps as one command: preflight, backup, "
+                                      "[maintenance on], migrate, verify, [maintenance off], [health and smoke]",
+                       description=deploy.__doc__.split("\n\nA module of its own", 1)[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=deploy.EPILOG)
+    s.add_argument("--url", default=None, help="base URL of the server to check after migrating (GET /health, "
+                                                "then the smoke test); without it those steps are skipped")
+    s.add_argument("--maintenance", action="store_true",
+                   help="pause writes (maintenance mode) from before the migrations until verify has passed")
+    s.add_argument("--dry-run", action="store_true", help="run the preflight and print the plan; change nothing")
+    s.add_argument("--verbose", action="store_true", help="show each pending migration's whole SQL")
+    s.add_argument("--backup-dir", default="backups", help="folder for the backup (default: backups/)")
+    s.add_argument("--hold-minutes", type=int, default=None,
+                   help="hold window for verify (default ORDER_HOLD_MINUTES or 30)")
+    s.set_defaults(func=deploy.deploy)
     return p
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from pyapp import config
+from pyapp import config, notify
 from pyapp import migrate as mig
 from pyapp.localpg import bindir
 from pyapp.runtime import APP_ROLE, ROOT, database, open_database
@@ -94,6 +94,9 @@ def rollback(args) -> int:
     for m in done:
         print(f"rolled back {m}")
     print(f"rollback: {len(done)} migrations rolled back")
+    if done:
+        notify.send(f"rollback on {notify.where(db.owner_url)}: {len(done)} migration(s) rolled back "
+                    f"({', '.join(done)})")
     return 0
 
 
@@ -119,26 +122,39 @@ def verify(args) -> int:
 
 # ---------------------------------------------------------------- operations
 
-def backup(args) -> int:
-    out_dir = Path(args.dir)
+class BackupFailed(Exception):
+    """pg_dump failed, or its file is empty or not listable by pg_restore."""
+
+
+def make_backup(owner_url: str, out_dir: Path) -> tuple[Path, int, int]:
+    """A custom-format pg_dump to out_dir/marketplace-<UTC time>.dump, checked non-empty and
+    listable by pg_restore --list; returns (path, size in bytes, entries). Raises BackupFailed.
+    Used by `backup` and `deploy`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"marketplace-{stamp}.dump"
-    with database() as db:
-        print(f"backup: dumping to {path}", flush=True)
-        r = subprocess.run([str(bindir() / "pg_dump"), "--format=custom", "--file", str(path),
-                            "--dbname", db.owner_url], capture_output=True, text=True)
+    print(f"backup: dumping to {path}", flush=True)
+    r = subprocess.run([str(bindir() / "pg_dump"), "--format=custom", "--file", str(path),
+                        "--dbname", owner_url], capture_output=True, text=True)
     if r.returncode != 0:
-        print(f"pyapp: pg_dump failed: {r.stderr.strip()}", file=sys.stderr)
         path.unlink(missing_ok=True)
-        return 1
+        raise BackupFailed(f"pg_dump failed: {r.stderr.strip()}")
     size = path.stat().st_size if path.exists() else 0
     listing = subprocess.run([str(bindir() / "pg_restore"), "--list", str(path)], capture_output=True, text=True)
     entries = [ln for ln in listing.stdout.splitlines() if ln and not ln.startswith(";")]
     if size == 0 or listing.returncode != 0 or not entries:
-        print(f"pyapp: backup {path} is not readable by pg_restore: {listing.stderr.strip()}", file=sys.stderr)
+        raise BackupFailed(f"backup {path} is not readable by pg_restore: {listing.stderr.strip()}")
+    return path, size, len(entries)
+
+
+def backup(args) -> int:
+    try:
+        with database() as db:
+            path, size, entries = make_backup(db.owner_url, Path(args.dir))
+    except BackupFailed as exc:
+        print(f"pyapp: {exc}", file=sys.stderr)
         return 1
-    print(f"backup: {path} ({size} bytes, {len(entries)} entries)")
+    print(f"backup: {path} ({size} bytes, {entries} entries)")
     return 0
 
 
@@ -169,6 +185,9 @@ def alerts(args) -> int:
     code = max((SEVERITY_EXIT.get(sev, 1) for _, sev, _, _, f, _ in rows if f), default=0)
     firing = [r for r, _, _, _, f, _ in rows if f]
     print("alerts: quiet" if not firing else f"alerts: {len(firing)} firing: {', '.join(firing)}")
+    critical = [f"{r}: {d}" for r, sev, _, _, f, d in rows if f and sev == "critical"]
+    if critical:
+        notify.send(f"alerts on {notify.where(db.owner_url)}: CRITICAL: " + "; ".join(critical))
     return code
 
 

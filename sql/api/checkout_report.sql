@@ -2,7 +2,7 @@
 -- persisted per-minute figures (internal.checkout_stats, which survive server restarts) and the
 -- live tables: checkouts by outcome, success rate, ConcurrencyErrors, retries per checkout,
 -- latency P50/P95/P99 (interpolated inside the persisted buckets), negative stock now, and the
--- orders created in the window by status. Minutes are whole: the window starts at the minute
+-- orders created in the window by status (the smoke test's orders left out). Minutes are whole: the window starts at the minute
 -- that contains now() - p_since, and ends at now() (a minute a worker with a fast clock recorded
 -- ahead of time is counted once it has begun).
 -- Raises: MKV00 when p_since is not a positive interval. Callers: `python -m pyapp report`, DBAs,
@@ -41,7 +41,10 @@ BEGIN
 
     SELECT count(*) INTO v_negative FROM "Product" WHERE stock < 0;
     SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) INTO v_orders
-    FROM (SELECT status, count(*) AS n FROM "Order" WHERE "createdAt" >= v_from GROUP BY status) o;
+    FROM (SELECT o.status, count(*) AS n FROM "Order" o
+          WHERE o."createdAt" >= v_from
+            AND NOT EXISTS (SELECT 1 FROM internal.smoke_account s WHERE s.user_id = o."userId")  -- smoke-test orders are not business (sql/api/smoke.sql)
+          GROUP BY o.status) o;
 
     RETURN jsonb_build_object(
         'from', v_from, 'until', now(),
