@@ -512,7 +512,7 @@ class ApiPlugin:
             started = time.monotonic()
             STATS.start(plugin.database, _stats_flush_failed)  # once per worker process
             request_id()
-            status = 500
+            status, code = 500, None
             try:
                 if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                     _read_body()
@@ -526,7 +526,7 @@ class ApiPlugin:
                     result = dumps(result)
                 return result
             except Problem as p:
-                status = p.status
+                status, code = p.status, p.code
                 return render_problem(p)
             except bottle.HTTPResponse:
                 raise
@@ -541,8 +541,7 @@ class ApiPlugin:
                 response.set_header("X-Request-Id", request_id())
                 METRICS.request(status)
                 if metric == "checkout":
-                    METRICS.checkout(checkout_outcome(status, request.environ.get("mk.outcome")),
-                                     time.monotonic() - started)
+                    METRICS.checkout(checkout_outcome(status, code), time.monotonic() - started)
 
         return wrapper
 
@@ -565,10 +564,6 @@ class ApiPlugin:
                 state = exc.sqlstate or ""
                 detail = _detail_json(exc)
                 problem = problem_from_db(exc, self.database.errors)
-                if problem is not None and problem.status == 409 and problem.code in ("CONCURRENCY_CONFLICT",):
-                    request.environ["mk.outcome"] = "conflict"
-                elif problem is not None:
-                    request.environ["mk.outcome"] = problem.code.lower()
                 if not _is_conflict(state):
                     if problem is None:
                         raise
