@@ -16,7 +16,7 @@ import psycopg
 from bottle import request, response
 
 from pyapp import auth, clients, config, openapi, web
-from pyapp.metrics import multiprocess_dir
+from pyapp.metrics import DECIDED, multiprocess_dir
 from pyapp.web import Problem, field, json_body, query_int, query_str
 
 app = bottle.Bottle(catchall=True)
@@ -313,6 +313,7 @@ def checkout_counters() -> dict:
     return {
         "scope": "all" if multiprocess_dir() else "process", "pid": os.getpid(),
         "checkouts": sum(by_outcome.values()), "byOutcome": by_outcome,
+        "decided": sum(by_outcome.get(o, 0) for o in DECIDED),  # the rates' denominator (pyapp.metrics)
         "conflicts": by_outcome.get("conflict", 0),  # checkouts answered 409 CONCURRENCY_CONFLICT
         "conflictsSeen": seen,  # every route, retried attempts included
         "retries": retries,  # every route's server-side retries
