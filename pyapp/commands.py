@@ -197,6 +197,13 @@ def _in_unit(x, unit: str) -> str:
     return _pct(x) if unit == "ratio" else f"{float(x):.3f} s"
 
 
+def _outcome_order(outcome: str) -> tuple:
+    """The server's decisions first, then the checkouts it refused before deciding (pyapp.metrics)."""
+    from pyapp.metrics import DECIDED, OUTCOMES
+
+    return (outcome not in DECIDED, OUTCOMES.index(outcome) if outcome in OUTCOMES else len(OUTCOMES), outcome)
+
+
 VERDICT_EXIT = {"PASS": 0, "WARN": 1, "FAIL": 2}
 WARN_OP = {">": "<=", "<": ">="}
 
@@ -237,7 +244,7 @@ def report(args) -> int:
     print(f"report: {rep['from']} to {rep['until']} (--since {args.since})")
     print_table(["figure", "value"], [
         ("checkouts", rep["checkouts"]),
-        *((f"  {k}", v) for k, v in rep["byOutcome"].items()),
+        *((f"  {k}", rep["byOutcome"][k]) for k in sorted(rep["byOutcome"], key=_outcome_order)),
         ("decided by the server", rep["decidedCheckouts"]),
         ("  failed (conflict, error)", rep["failedCheckouts"]),
         ("success rate", _pct(rep["successRate"])),
