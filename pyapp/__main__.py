@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warning above this many unpaid orders older than the hold window (default 0)")
     s.set_defaults(func=commands.alerts)
 
-    s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, orders; "
-                                      "with --check, the checklist's verdict (exit 0 pass, 1 warn, 2 fail)",
+    s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, "
+                                      "orders; with --check, the checklist's verdict (exit 0 pass, 1 warn, 2 fail)",
                        description="Checkouts by outcome, success rate and ConcurrencyError rate (over the checkouts "
                                    "the server decided: client errors and maintenance 503s count neither way), "
                                    "retries, latency, negative stock and orders over the window, from the figures "
@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="judge the window against the checklist's targets; exit 0 PASS, 1 WARN, 2 FAIL")
     s.add_argument("--min-checkouts", type=int, default=None, metavar="N",
                    help="fewer checkouts decided by the server than N in the window is WARN (insufficient "
-                        "data), unless a rate misses its target even counted against N (default: api.deploy_verdict's, 200)")
+                        "data), unless a rate misses its target even counted against N "
+                        "(default: api.deploy_verdict's, 200)")
     s.set_defaults(func=commands.report)
 
     s = sub.add_parser("create-user", help="create a user of any role (ADMIN included)")

@@ -97,7 +97,8 @@ def verdict_window(http_db, shop):
     """The hour the verdict judges, once the shop's checkouts are persisted; returns what
     api.deploy_verdict('1 hour') says of it."""
     with psycopg.connect(http_db[0], autocommit=True) as c:
-        decided = "SELECT coalesce(sum(success + insufficient_stock + conflict + error), 0) FROM internal.checkout_stats"
+        decided = ("SELECT coalesce(sum(success + insufficient_stock + conflict + error), 0) "
+                   "FROM internal.checkout_stats")
         deadline = time.monotonic() + 15
         while c.execute(decided).fetchone()[0] < shop["checkouts"]:
             assert time.monotonic() < deadline, "the shop's checkouts were not persisted"

@@ -188,8 +188,8 @@ def test_client_errors_and_maintenance_leave_the_success_rate_alone(http_db):  #
     assert rep["concurrencyErrorRate"] == 0
     r = pyapp(owner, "report", "--since", "1h", "--check")
     assert r.returncode == 1, r.stdout + r.stderr  # 5 decided checkouts: too few to judge, WARN
-    assert re.search(r"^checkout success rate\s+100\.00 %\s+> 95\.00 %\s+<= 96\.00 %\s+WARN\s+insufficient data: 5 of 200",
-                     r.stdout, re.M), r.stdout
+    assert re.search(r"^checkout success rate\s+100\.00 %\s+> 95\.00 %\s+<= 96\.00 %\s+WARN\s+"
+                     r"insufficient data: 5 of 200", r.stdout, re.M), r.stdout
 
 
 # ---------------------------------------------------------------- report --check
@@ -231,7 +231,8 @@ def verdict_rows(out: str) -> dict[str, list[str]]:
 
 def test_report_check_exit_codes(db_url, conn):
     # Healthy: 300 decided checkouts in the hour (plus an old bad minute and client errors beside).
-    put_window(conn, [{"ago": 5, "success": 200, "insufficient_stock": 4, "error": 1, "conflicts": 1, "client_error": 900},
+    put_window(conn, [{"ago": 5, "success": 200, "insufficient_stock": 4, "error": 1, "conflicts": 1,
+                       "client_error": 900},
                       {"ago": 30, "success": 95, "maintenance": 300, "empty_cart": 20},
                       {"ago": 120, "success": 10, "error": 90}])
     code, out, verdict = check(db_url)
