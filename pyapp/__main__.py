@@ -2,10 +2,12 @@
 
 Exit codes: 0 success; 1 a check failed (pending migrations, failed integrity check, race not
 won exactly once, refused rollback, no active webhook key for webhook-secret status) or, for
-alerts, a warning fires; 2 bad usage (also a value the database refuses, or serve --demo outside
-the project's own cluster or on a non-loopback HOST) or, for alerts, a critical alert fires; 3
-the database (or, for simulate-race, smoke and deploy, the server or the database) could not be
-reached; 4 (deploy) a step failed after it changed the database: the rollback is printed.
+alerts, a warning fires, or for report --check, a target warns; 2 bad usage (also a value the
+database refuses, or serve --demo outside the project's own cluster or on a non-loopback HOST;
+always with a message on stderr) or, for alerts, a critical alert fires, or for report --check, a
+target fails; 3 the database (or, for simulate-race, smoke and deploy, the server or the database)
+could not be reached; 4 (deploy) a step failed after it changed the database: the rollback is
+printed.
 """
 from __future__ import annotations
 
@@ -78,9 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warning above this many unpaid orders older than the hold window (default 0)")
     s.set_defaults(func=commands.alerts)
 
-    s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, orders")
-    s.add_argument("--since", default="24h", help="window such as 30m, 6h or 7d (default 24h)")
-    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, "
+                                      "orders; with --check, the checklist's verdict (exit 0 pass, 1 warn, 2 fail)",
+                       description="Checkouts by outcome, success rate and ConcurrencyError rate (over the checkouts "
+                                   "the server decided: client errors and maintenance 503s count neither way), "
+                                   "retries, latency, negative stock and orders over the window, from the figures "
+                                   "the HTTP workers persist. --check adds the deployment checklist's verdict "
+                                   "(api.deploy_verdict, which holds the targets and prints them): success rate, "
+                                   "checkout P95 and ConcurrencyError rate, each PASS, WARN (80 % of the way to its "
+                                   "threshold, or fewer than --min-checkouts checkouts) or FAIL.",
+                       epilog="Exit codes: 0, or with --check 0 PASS, 1 WARN, 2 FAIL; 2 also for bad usage (a "
+                              "message on stderr, nothing on stdout); 3 the database could not be reached.")
+    s.add_argument("--since", default="24h", help="window such as 30m, 6h or 7d (default 24h; the checklist's "
+                                                  "checks are 1h and 24h)")
+    s.add_argument("--json", action="store_true", help="print the report as JSON, the verdict included")
+    s.add_argument("--check", action="store_true",
+                   help="judge the window against the checklist's targets; exit 0 PASS, 1 WARN, 2 FAIL")
+    s.add_argument("--min-checkouts", type=int, default=None, metavar="N",
+                   help="fewer checkouts decided by the server than N in the window is WARN (insufficient "
+                        "data), unless a rate misses its target even counted against N "
+                        "(default: api.deploy_verdict's, 200)")
     s.set_defaults(func=commands.report)
 
     s = sub.add_parser("create-user", help="create a user of any role (ADMIN included)")

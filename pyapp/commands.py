@@ -210,24 +210,65 @@ def _ms(x) -> str:
     return "n/a" if x is None else f"{float(x) * 1000:.1f} ms"
 
 
+def _in_unit(x, unit: str) -> str:
+    if x is None:
+        return "n/a"
+    return _pct(x) if unit == "ratio" else f"{float(x):.3f} s"
+
+
+def _outcome_order(outcome: str) -> tuple:
+    """The server's decisions first, then the checkouts it refused before deciding (pyapp.metrics)."""
+    from pyapp.metrics import DECIDED, OUTCOMES
+
+    return (outcome not in DECIDED, OUTCOMES.index(outcome) if outcome in OUTCOMES else len(OUTCOMES), outcome)
+
+
+VERDICT_EXIT = {"PASS": 0, "WARN": 1, "FAIL": 2}
+WARN_OP = {">": "<=", "<": ">="}
+
+
+def print_verdict(verdict: dict) -> None:
+    """The checklist's targets against the window's figures (api.deploy_verdict), one row each."""
+    print()
+    print(f"verdict: {verdict['decidedCheckouts']} checkouts decided by the server in the window; "
+          f"at least {verdict['minCheckouts']} to judge")
+    print_table(["target", "measured", "threshold", "warn at", "status", "note"], [
+        (c["title"], _in_unit(c["value"], c["unit"]), f"{c['op']} {_in_unit(c['threshold'], c['unit'])}",
+         f"{WARN_OP[c['op']]} {_in_unit(c['warnAt'], c['unit'])}", c["status"], c["reason"])
+        for c in verdict["checks"]])
+    print(f"verdict: {verdict['status']} (exit {VERDICT_EXIT[verdict['status']]})")
+
+
 def report(args) -> int:
     try:
         amount, unit = parse_duration(args.since)
     except ValueError as exc:
         print(f"pyapp: {exc}", file=sys.stderr)
         return 2
+    if args.min_checkouts is not None and args.min_checkouts < 1:
+        print("pyapp: --min-checkouts must be at least 1", file=sys.stderr)
+        return 2
+    # The targets and the default minimum are api.deploy_verdict's. One statement: the figures and
+    # the verdict see the same rows and the same now().
+    verdict_sql = "api.deploy_verdict(w)" if args.min_checkouts is None else "api.deploy_verdict(w, %(min)s)"
     with database() as db, psycopg.connect(db.owner_url) as conn:
-        rep = conn.execute(f"SELECT api.checkout_report(make_interval({unit} => %s))", (amount,)).fetchone()[0]
+        rep, verdict = conn.execute(
+            f"SELECT api.checkout_report(w), {verdict_sql} FROM make_interval({unit} => %(amount)s) AS w",
+            {"amount": amount, "min": args.min_checkouts}).fetchone()
+    code = VERDICT_EXIT[verdict["status"]] if args.check else 0
     if args.json:
-        print(json.dumps(rep, indent=2, sort_keys=True))
-        return 0
+        print(json.dumps({**rep, "verdict": verdict}, indent=2, sort_keys=True))
+        return code
     lat = rep["latencySeconds"]
     print(f"report: {rep['from']} to {rep['until']} (--since {args.since})")
     print_table(["figure", "value"], [
         ("checkouts", rep["checkouts"]),
-        *((f"  {k}", v) for k, v in rep["byOutcome"].items()),
+        *((f"  {k}", rep["byOutcome"][k]) for k in sorted(rep["byOutcome"], key=_outcome_order)),
+        ("decided by the server", rep["decidedCheckouts"]),
+        ("  failed (conflict, error)", rep["failedCheckouts"]),
         ("success rate", _pct(rep["successRate"])),
         ("ConcurrencyErrors", rep["concurrencyErrors"]),
+        ("ConcurrencyError rate", _pct(rep["concurrencyErrorRate"])),
         ("retries", rep["retries"]),
         ("retries per checkout", "n/a" if rep["retriesPerCheckout"] is None else rep["retriesPerCheckout"]),
         ("latency P50", _ms(lat["p50"])),
@@ -237,7 +278,9 @@ def report(args) -> int:
         ("products with negative stock", rep["negativeStock"]),
         *((f"orders {k}", v) for k, v in sorted(rep["ordersByStatus"].items())),
     ])
-    return 0
+    if args.check:
+        print_verdict(verdict)
+    return code
 
 
 def expire_orders(args) -> int:

@@ -512,7 +512,7 @@ class ApiPlugin:
             started = time.monotonic()
             STATS.start(plugin.database, _stats_flush_failed)  # once per worker process
             request_id()
-            status = 500
+            status, code = 500, None
             counted_by_error_handler = False
             try:
                 if request.method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -527,7 +527,7 @@ class ApiPlugin:
                     result = dumps(result)
                 return result
             except Problem as p:
-                status = p.status
+                status, code = p.status, p.code
                 return render_problem(p)
             except bottle.HTTPResponse as resp:
                 # Bottle renders it: an HTTPError through error_handler, which counts it, so only
@@ -547,7 +547,7 @@ class ApiPlugin:
                 if not counted_by_error_handler:
                     METRICS.request(status)
                 if metric == "checkout":
-                    METRICS.checkout(checkout_outcome(status, request.environ.get("mk.outcome")),
+                    METRICS.checkout(checkout_outcome(status, code, request.environ.get("mk.outcome")),
                                      time.monotonic() - started)
 
         return wrapper
@@ -571,10 +571,6 @@ class ApiPlugin:
                 state = exc.sqlstate or ""
                 detail = _detail_json(exc)
                 problem = problem_from_db(exc, self.database.errors)
-                if problem is not None and problem.status == 409 and problem.code in ("CONCURRENCY_CONFLICT",):
-                    request.environ["mk.outcome"] = "conflict"
-                elif problem is not None:
-                    request.environ["mk.outcome"] = problem.code.lower()
                 if not _is_conflict(state):
                     if problem is None:
                         raise

@@ -1,8 +1,10 @@
 -- api.dashboard_stats: the database half of the operator dashboard (GET /admin/dashboard/data), in
 -- one read-only statement: orders by status (all time, every known status present, zero when
 -- none) and in the last hour, products with negative stock (count and up to 20 ids: always 0 unless
--- the CHECK was dropped), and unpaid orders past the hold window (the expiry job's backlog). The
--- smoke test's orders (sql/api/smoke.sql) are left out.
+-- the CHECK was dropped), unpaid orders past the hold window (the expiry job's backlog), and the
+-- deployment checklist's verdict over the last hour (api.deploy_verdict('1 hour'): the same
+-- figures, targets and statuses as `python -m pyapp report --since 1h --check`). The smoke
+-- test's orders (sql/api/smoke.sql) are left out.
 -- Raises: MKV00 when p_hold is missing or not positive.
 -- Callers: app.dashboard_stats (for an ADMIN's token), DBAs.
 CREATE OR REPLACE FUNCTION api.dashboard_stats(p_hold interval DEFAULT '30 minutes')
@@ -33,9 +35,10 @@ BEGIN
         'ordersLastHour', v_hour,
         'negativeStockProducts', v_neg_ids,
         'products', v_products,
+        'verdict', api.deploy_verdict('1 hour'),
         'at', now());
 END
 $$;
 COMMENT ON FUNCTION api.dashboard_stats(interval) IS
-    'Operator dashboard figures: orders by status (all time, last hour), negative stock, unpaid orders past the hold window.';
+    'Operator dashboard figures: orders by status (all time, last hour), negative stock, unpaid orders past the hold window, the last hour''s deploy verdict.';
 REVOKE ALL ON FUNCTION api.dashboard_stats(interval) FROM PUBLIC;

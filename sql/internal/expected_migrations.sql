@@ -21,7 +21,9 @@ AS $$
         '0011_app_boundary_schema',
         '0012_app_boundary_functions',
         '0013_smoke_schema',
-        '0014_smoke_functions'
+        '0014_smoke_functions',
+        '0015_checkout_outcome_columns',
+        '0016_report_verdict'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';

@@ -18,6 +18,7 @@ INSERT INTO api_sig (fn, args) VALUES
     ('create_user',           ARRAY['text', 'text', 'text', 'text']),
     ('dashboard_stats',       ARRAY['interval']),
     ('decrement_stock',       ARRAY['text', 'integer', 'integer', 'text', 'text']),
+    ('deploy_verdict',        ARRAY['interval', 'integer']),
     ('error_codes',           ARRAY[]::name[]),
     ('evaluate_alerts',       ARRAY['interval', 'interval', 'bigint', 'bigint', 'bigint', 'bigint']),
     ('expire_pending_orders', ARRAY['interval', 'integer']),
