@@ -244,6 +244,7 @@ def maintenance_disable(db):
 
 @app.get("/health", retry=False, db_timeout=2.0)
 def health(db):
+    # Without this version's schema the plugin answers 503 NOT_MIGRATED (pyapp.web.SCHEMA_MISSING).
     state = db.one("SELECT app.health()")
     state["status"] = "ok" if state.get("migrations") == "ok" else "degraded"
     return state
