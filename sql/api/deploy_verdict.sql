@@ -31,7 +31,7 @@ DECLARE
     v_sure     numeric;  -- the same for a rate counted against at least p_min_checkouts checkouts
     v_status   text;
     v_reason   text;
-    v_checks   jsonb := '[]';
+    v_checks   jsonb := '[]'::jsonb;
     v_worst    integer := 0;
 BEGIN
     IF p_min_checkouts IS NULL OR p_min_checkouts < 1 THEN

@@ -23,7 +23,8 @@ AS $$
         '0013_smoke_schema',
         '0014_smoke_functions',
         '0015_checkout_outcome_columns',
-        '0016_report_verdict'
+        '0016_report_verdict',
+        '0017_plpgsql_check_clean'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
