@@ -2,9 +2,12 @@
 
 Exit codes: 0 success; 1 a check failed (pending migrations, failed integrity check, race not
 won exactly once, refused rollback, no active webhook key for webhook-secret status) or, for
-alerts, a warning fires; 2 bad usage (also a value the database refuses, or serve --demo outside
-the project's own cluster or on a non-loopback HOST) or, for alerts, a critical alert fires; 3
-the database (or, for simulate-race, the server or the database) could not be reached.
+alerts, a warning fires, or for report --check, a target warns; 2 bad usage (also a value the
+database refuses, or serve --demo outside the project's own cluster or on a non-loopback HOST;
+always with a message on stderr) or, for alerts, a critical alert fires, or for report --check, a
+target fails; 3 the database (or, for simulate-race, smoke and deploy, the server or the database)
+could not be reached; 4 (deploy) a step failed after it changed the database: the rollback is
+printed.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import urllib.error
 
 import psycopg
 
-from pyapp import commands, race, settings_commands
+from pyapp import commands, deploy, notify, race, settings_commands, smoke
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,9 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warning above this many unpaid orders older than the hold window (default 0)")
     s.set_defaults(func=commands.alerts)
 
-    s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, orders")
-    s.add_argument("--since", default="24h", help="window such as 30m, 6h or 7d (default 24h)")
-    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, "
+                                      "orders; with --check, the checklist's verdict (exit 0 pass, 1 warn, 2 fail)",
+                       description="Checkouts by outcome, success rate and ConcurrencyError rate (over the checkouts "
+                                   "the server decided: client errors and maintenance 503s count neither way), "
+                                   "retries, latency, negative stock and orders over the window, from the figures "
+                                   "the HTTP workers persist. --check adds the deployment checklist's verdict "
+                                   "(api.deploy_verdict, which holds the targets and prints them): success rate, "
+                                   "checkout P95 and ConcurrencyError rate, each PASS, WARN (80 % of the way to its "
+                                   "threshold, or fewer than --min-checkouts checkouts) or FAIL.",
+                       epilog="Exit codes: 0, or with --check 0 PASS, 1 WARN, 2 FAIL; 2 also for bad usage (a "
+                              "message on stderr, nothing on stdout); 3 the database could not be reached.")
+    s.add_argument("--since", default="24h", help="window such as 30m, 6h or 7d (default 24h; the checklist's "
+                                                  "checks are 1h and 24h)")
+    s.add_argument("--json", action="store_true", help="print the report as JSON, the verdict included")
+    s.add_argument("--check", action="store_true",
+                   help="judge the window against the checklist's targets; exit 0 PASS, 1 WARN, 2 FAIL")
+    s.add_argument("--min-checkouts", type=int, default=None, metavar="N",
+                   help="fewer checkouts decided by the server than N in the window is WARN (insufficient "
+                        "data), unless a rate misses its target even counted against N "
+                        "(default: api.deploy_verdict's, 200)")
     s.set_defaults(func=commands.report)
 
     s = sub.add_parser("create-user", help="create a user of any role (ADMIN included)")
@@ -128,6 +148,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--registrations-per-client-per-hour", type=settings_commands.limit_value, default=None,
                    metavar="N|none", help="sign-ups per client address and hour (REGISTRATIONS_PER_CLIENT_PER_HOUR)")
     s.set_defaults(func=settings_commands.limits)
+
+    s = sub.add_parser("notify", help="post a message to NOTIFY_WEBHOOK_URL (Slack-compatible {\"text\": ...})",
+                       description="Posts {\"text\": TEXT} to NOTIFY_WEBHOOK_URL with a 5-second timeout. deploy, "
+                                   "rollback and alerts send their own messages the same way, and never fail "
+                                   "because of it.",
+                       epilog="Exit 0 sent, or NOTIFY_WEBHOOK_URL is unset (nothing sent, and it says so); 1 the "
+                              "webhook failed or did not answer (a warning says why; the URL is never printed); "
+                              "2 empty TEXT.")
+    s.add_argument("text", nargs="+", metavar="TEXT", help="the message (several words are joined by spaces)")
+    s.set_defaults(func=notify.notify)
+
+    s = sub.add_parser("smoke", help="a production-safe checkout and cancel over HTTP against a running server",
+                       description=smoke.__doc__.split("\n\n", 1)[1].rsplit("\n\nExit", 1)[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Exit 0 every check passed; 1 a check failed (printed as FAILED), maintenance mode\n"
+                              "is on (smoke cannot check out then), or another smoke run is in progress; 3 the\n"
+                              "server or the database could not be reached.")
+    s.add_argument("--url", required=True, help="base URL of the running server, e.g. http://127.0.0.1:8080")
+    s.set_defaults(func=smoke.smoke)
+
+    s = sub.add_parser("deploy", help="the checklist's production steps as one command: preflight, backup, "
+                                      "[maintenance on], migrate, verify, [maintenance off], [health and smoke]",
+                       description=deploy.__doc__.split("\n\nA module of its own", 1)[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=deploy.EPILOG)
+    s.add_argument("--url", default=None, help="base URL of the server to check after migrating (GET /health, "
+                                                "then the smoke test); without it those steps are skipped")
+    s.add_argument("--maintenance", action="store_true",
+                   help="pause writes (maintenance mode) from before the migrations until verify has passed")
+    s.add_argument("--dry-run", action="store_true", help="run the preflight and print the plan; change nothing")
+    s.add_argument("--verbose", action="store_true", help="show each pending migration's whole SQL")
+    s.add_argument("--backup-dir", default="backups", help="folder for the backup (default: backups/)")
+    s.add_argument("--hold-minutes", type=int, default=None,
+                   help="hold window for verify (default ORDER_HOLD_MINUTES or 30)")
+    s.set_defaults(func=deploy.deploy)
     return p
 
 

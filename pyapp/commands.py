@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from pyapp import config
+from pyapp import config, notify
 from pyapp import migrate as mig
 from pyapp.localpg import bindir
 from pyapp.runtime import APP_ROLE, ROOT, database, open_database
@@ -94,6 +94,9 @@ def rollback(args) -> int:
     for m in done:
         print(f"rolled back {m}")
     print(f"rollback: {len(done)} migrations rolled back")
+    if done:
+        notify.send(f"rollback on {notify.where(db.owner_url)}: {len(done)} migration(s) rolled back "
+                    f"({', '.join(done)})")
     return 0
 
 
@@ -119,26 +122,39 @@ def verify(args) -> int:
 
 # ---------------------------------------------------------------- operations
 
-def backup(args) -> int:
-    out_dir = Path(args.dir)
+class BackupFailed(Exception):
+    """pg_dump failed, or its file is empty or not listable by pg_restore."""
+
+
+def make_backup(owner_url: str, out_dir: Path) -> tuple[Path, int, int]:
+    """A custom-format pg_dump to out_dir/marketplace-<UTC time>.dump, checked non-empty and
+    listable by pg_restore --list; returns (path, size in bytes, entries). Raises BackupFailed.
+    Used by `backup` and `deploy`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = out_dir / f"marketplace-{stamp}.dump"
-    with database() as db:
-        print(f"backup: dumping to {path}", flush=True)
-        r = subprocess.run([str(bindir() / "pg_dump"), "--format=custom", "--file", str(path),
-                            "--dbname", db.owner_url], capture_output=True, text=True)
+    print(f"backup: dumping to {path}", flush=True)
+    r = subprocess.run([str(bindir() / "pg_dump"), "--format=custom", "--file", str(path),
+                        "--dbname", owner_url], capture_output=True, text=True)
     if r.returncode != 0:
-        print(f"pyapp: pg_dump failed: {r.stderr.strip()}", file=sys.stderr)
         path.unlink(missing_ok=True)
-        return 1
+        raise BackupFailed(f"pg_dump failed: {r.stderr.strip()}")
     size = path.stat().st_size if path.exists() else 0
     listing = subprocess.run([str(bindir() / "pg_restore"), "--list", str(path)], capture_output=True, text=True)
     entries = [ln for ln in listing.stdout.splitlines() if ln and not ln.startswith(";")]
     if size == 0 or listing.returncode != 0 or not entries:
-        print(f"pyapp: backup {path} is not readable by pg_restore: {listing.stderr.strip()}", file=sys.stderr)
+        raise BackupFailed(f"backup {path} is not readable by pg_restore: {listing.stderr.strip()}")
+    return path, size, len(entries)
+
+
+def backup(args) -> int:
+    try:
+        with database() as db:
+            path, size, entries = make_backup(db.owner_url, Path(args.dir))
+    except BackupFailed as exc:
+        print(f"pyapp: {exc}", file=sys.stderr)
         return 1
-    print(f"backup: {path} ({size} bytes, {len(entries)} entries)")
+    print(f"backup: {path} ({size} bytes, {entries} entries)")
     return 0
 
 
@@ -169,6 +185,9 @@ def alerts(args) -> int:
     code = max((SEVERITY_EXIT.get(sev, 1) for _, sev, _, _, f, _ in rows if f), default=0)
     firing = [r for r, _, _, _, f, _ in rows if f]
     print("alerts: quiet" if not firing else f"alerts: {len(firing)} firing: {', '.join(firing)}")
+    critical = [f"{r}: {d}" for r, sev, _, _, f, d in rows if f and sev == "critical"]
+    if critical:
+        notify.send(f"alerts on {notify.where(db.owner_url)}: CRITICAL: " + "; ".join(critical))
     return code
 
 
@@ -191,24 +210,65 @@ def _ms(x) -> str:
     return "n/a" if x is None else f"{float(x) * 1000:.1f} ms"
 
 
+def _in_unit(x, unit: str) -> str:
+    if x is None:
+        return "n/a"
+    return _pct(x) if unit == "ratio" else f"{float(x):.3f} s"
+
+
+def _outcome_order(outcome: str) -> tuple:
+    """The server's decisions first, then the checkouts it refused before deciding (pyapp.metrics)."""
+    from pyapp.metrics import DECIDED, OUTCOMES
+
+    return (outcome not in DECIDED, OUTCOMES.index(outcome) if outcome in OUTCOMES else len(OUTCOMES), outcome)
+
+
+VERDICT_EXIT = {"PASS": 0, "WARN": 1, "FAIL": 2}
+WARN_OP = {">": "<=", "<": ">="}
+
+
+def print_verdict(verdict: dict) -> None:
+    """The checklist's targets against the window's figures (api.deploy_verdict), one row each."""
+    print()
+    print(f"verdict: {verdict['decidedCheckouts']} checkouts decided by the server in the window; "
+          f"at least {verdict['minCheckouts']} to judge")
+    print_table(["target", "measured", "threshold", "warn at", "status", "note"], [
+        (c["title"], _in_unit(c["value"], c["unit"]), f"{c['op']} {_in_unit(c['threshold'], c['unit'])}",
+         f"{WARN_OP[c['op']]} {_in_unit(c['warnAt'], c['unit'])}", c["status"], c["reason"])
+        for c in verdict["checks"]])
+    print(f"verdict: {verdict['status']} (exit {VERDICT_EXIT[verdict['status']]})")
+
+
 def report(args) -> int:
     try:
         amount, unit = parse_duration(args.since)
     except ValueError as exc:
         print(f"pyapp: {exc}", file=sys.stderr)
         return 2
+    if args.min_checkouts is not None and args.min_checkouts < 1:
+        print("pyapp: --min-checkouts must be at least 1", file=sys.stderr)
+        return 2
+    # The targets and the default minimum are api.deploy_verdict's. One statement: the figures and
+    # the verdict see the same rows and the same now().
+    verdict_sql = "api.deploy_verdict(w)" if args.min_checkouts is None else "api.deploy_verdict(w, %(min)s)"
     with database() as db, psycopg.connect(db.owner_url) as conn:
-        rep = conn.execute(f"SELECT api.checkout_report(make_interval({unit} => %s))", (amount,)).fetchone()[0]
+        rep, verdict = conn.execute(
+            f"SELECT api.checkout_report(w), {verdict_sql} FROM make_interval({unit} => %(amount)s) AS w",
+            {"amount": amount, "min": args.min_checkouts}).fetchone()
+    code = VERDICT_EXIT[verdict["status"]] if args.check else 0
     if args.json:
-        print(json.dumps(rep, indent=2, sort_keys=True))
-        return 0
+        print(json.dumps({**rep, "verdict": verdict}, indent=2, sort_keys=True))
+        return code
     lat = rep["latencySeconds"]
     print(f"report: {rep['from']} to {rep['until']} (--since {args.since})")
     print_table(["figure", "value"], [
         ("checkouts", rep["checkouts"]),
-        *((f"  {k}", v) for k, v in rep["byOutcome"].items()),
+        *((f"  {k}", rep["byOutcome"][k]) for k in sorted(rep["byOutcome"], key=_outcome_order)),
+        ("decided by the server", rep["decidedCheckouts"]),
+        ("  failed (conflict, error)", rep["failedCheckouts"]),
         ("success rate", _pct(rep["successRate"])),
         ("ConcurrencyErrors", rep["concurrencyErrors"]),
+        ("ConcurrencyError rate", _pct(rep["concurrencyErrorRate"])),
         ("retries", rep["retries"]),
         ("retries per checkout", "n/a" if rep["retriesPerCheckout"] is None else rep["retriesPerCheckout"]),
         ("latency P50", _ms(lat["p50"])),
@@ -218,7 +278,9 @@ def report(args) -> int:
         ("products with negative stock", rep["negativeStock"]),
         *((f"orders {k}", v) for k, v in sorted(rep["ordersByStatus"].items())),
     ])
-    return 0
+    if args.check:
+        print_verdict(verdict)
+    return code
 
 
 def expire_orders(args) -> int:

@@ -17,6 +17,10 @@ default and at most 15, 0 to read them at every scrape), TRUSTED_PROXIES (comma-
 X-Forwarded-For names the client; default none, so the client is the socket peer). Limits kept
 in the database, which `python -m pyapp serve` writes there when set (the app role cannot):
 MAX_UNPAID_ORDERS (default 3), REGISTRATIONS_PER_CLIENT_PER_HOUR (default 20).
+
+Operations: NOTIFY_WEBHOOK_URL (a Slack-compatible incoming webhook; `notify`, `deploy`,
+`rollback` and `alerts` post {"text": ...} to it; unset: nothing is sent). Read on its own by
+notify_webhook_url(), so that a malformed unrelated variable never stops a notification.
 """
 from __future__ import annotations
 
@@ -49,6 +53,11 @@ def _networks(name: str) -> tuple:
     return tuple(nets)
 
 
+def notify_webhook_url() -> str:
+    """NOTIFY_WEBHOOK_URL, stripped; '' when unset."""
+    return os.environ.get("NOTIFY_WEBHOOK_URL", "").strip()
+
+
 def _limit(name: str) -> int | None:
     """An optional positive limit: None when unset (the database keeps its own value)."""
     return _int(name, 0, 1, 10**6) if os.environ.get(name, "").strip() else None
@@ -75,6 +84,7 @@ class Config:
     trusted_proxies: tuple = field(default_factory=tuple)
     max_unpaid_orders: int | None = None
     registrations_per_client_per_hour: int | None = None
+    notify_webhook_url: str = ""
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -99,6 +109,7 @@ class Config:
             trusted_proxies=_networks("TRUSTED_PROXIES"),
             max_unpaid_orders=_limit("MAX_UNPAID_ORDERS"),
             registrations_per_client_per_hour=_limit("REGISTRATIONS_PER_CLIENT_PER_HOUR"),
+            notify_webhook_url=notify_webhook_url(),
         )
 
 

@@ -31,11 +31,29 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # 5 ms to 10 s, dense where checkouts usually land; 30 s (the worker timeout) above 10 s so that a
 # P95 beyond 10 s stays visible.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0)
-OUTCOMES = ("success", "insufficient_stock", "conflict", "empty_cart", "error")
+# A checkout's outcome. The server decided: success (an order, a replay included),
+# insufficient_stock (a correct refusal), conflict (409 CONCURRENCY_CONFLICT after the server's
+# retries) and error (a 5xx other than 503 MAINTENANCE: the server failed). It did not get that
+# far: empty_cart, client_error (any other 4xx: 401, 400 invalid, 403, 404, 409
+# TOO_MANY_UNPAID_ORDERS or MAX_PER_BUYER_EXCEEDED, 413, 422, 429) and maintenance (503 while
+# maintenance mode is on). The success rate is 1 - (conflict + error) / DECIDED, so neither
+# client errors nor maintenance move it (api.checkout_report, monitoring/alerts.yml); for the same
+# reason only decided checkouts enter the latency histogram, so that a flood of quick refusals
+# cannot hide slow sales from the P95.
+OUTCOMES = ("success", "insufficient_stock", "conflict", "empty_cart", "client_error", "maintenance", "error")
+DECIDED = ("success", "insufficient_stock", "conflict", "error")
+# Problem codes with an outcome of their own; any other 4xx is client_error, any other 5xx error.
+_OUTCOME_OF_CODE = {"INSUFFICIENT_STOCK": "insufficient_stock", "EMPTY_CART": "empty_cart",
+                    "CONCURRENCY_CONFLICT": "conflict", "MAINTENANCE": "maintenance"}
+# `python -m pyapp smoke`'s checkouts: exported as mk_checkout_total{outcome="smoke"} only, and
+# neither persisted for report and alerts nor observed in the latency histogram.
+SMOKE = "smoke"
 MAX_BUFFERED_MINUTES = 24 * 60
 
 CHECKOUTS = Counter("mk_checkout", "Checkouts by outcome: success, insufficient_stock, conflict, "
-                    "empty_cart, error (any other failure).", ["outcome"])
+                    "error (a 5xx other than maintenance) were decided by the server; empty_cart, "
+                    "client_error (any other 4xx) and maintenance (503) were not; smoke counts the smoke "
+                    "test's, which are not sales.", ["outcome"])
 CONFLICTS = Counter("mk_concurrency_conflicts", "ConcurrencyErrors (409-class conflicts, retried ones "
                     "included) of every route, by SQLSTATE.", ["sqlstate"])
 RETRIES = Counter("mk_db_retries", "Statements retried after a transient conflict.")
@@ -46,7 +64,8 @@ RESPONSES = Counter("mk_http_responses", "HTTP responses by status class.", ["cl
 SERVER_ERRORS = Counter("mk_http_server_errors", "HTTP 5xx responses by status code: 503 maintenance "
                         "or database unavailable, 500 an unhandled error (UnhandledError in the log).",
                         ["status"])
-LATENCY = Histogram("mk_checkout_duration_seconds", "Checkout latency, retries included.", buckets=BUCKETS)
+LATENCY = Histogram("mk_checkout_duration_seconds", "Latency of the checkouts the server decided (outcome success, "
+                    "insufficient_stock, conflict or error), retries included.", buckets=BUCKETS)
 # Every outcome is exported from the start, at 0, so rate() sees it. The labelled children are
 # kept: looking one up by its label values costs more than the increment itself.
 _CHECKOUT_CHILDREN = {_o: CHECKOUTS.labels(_o) for _o in OUTCOMES}
@@ -60,13 +79,18 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def checkout_outcome(status: int, hint: str | None) -> str:
-    """The outcome label of a finished checkout request: its status and the problem code, if any."""
+def checkout_outcome(status: int, code: str | None, hint: str | None = None) -> str:
+    """The outcome label of a finished checkout request from its status, its problem code (None
+    when the answer was not a problem) and the route's hint (SMOKE for the smoke test's order):
+    see OUTCOMES."""
     if 200 <= status < 300:
+        if hint == SMOKE:
+            return SMOKE  # the smoke test's checkout (its order said "smoke": true)
         return "success"  # a 201, an idempotent replay included
-    if hint in ("insufficient_stock", "conflict", "empty_cart"):
-        return hint
-    return "error"
+    outcome = _OUTCOME_OF_CODE.get(code or "")
+    if outcome is not None:
+        return outcome
+    return "client_error" if 400 <= status < 500 else "error"
 
 
 _minute_cache: tuple[int, str] = (-1, "")
@@ -109,12 +133,15 @@ class StatsBuffer:
         return row
 
     def checkout(self, outcome: str, seconds: float) -> None:
+        """Counts one checkout; its latency only when the server decided it (see OUTCOMES)."""
+        decided = outcome in DECIDED
         le = next((b for b in BUCKETS if seconds <= b), float("inf"))
         with self._lock:
             row = self._row(_minute())
             row[outcome] += 1
-            row["latency_sum_s"] += seconds
-            row["latency"][_bucket_key(le)] += 1
+            if decided:
+                row["latency_sum_s"] += seconds
+                row["latency"][_bucket_key(le)] += 1
 
     def add(self, field: str, n: int = 1) -> None:
         with self._lock:
@@ -186,8 +213,12 @@ class Metrics:
         self.retries = 0
 
     def checkout(self, outcome: str, seconds: float) -> None:
+        if outcome == SMOKE:
+            CHECKOUTS.labels(SMOKE).inc()
+            return
         _CHECKOUT_CHILDREN[outcome].inc()
-        LATENCY.observe(seconds)
+        if outcome in DECIDED:
+            LATENCY.observe(seconds)
         self.stats.checkout(outcome, seconds)
 
     def conflict(self, sqlstate: str) -> None:

@@ -41,11 +41,21 @@ def applied(url: str) -> list[str]:
         return [m.id for m in migrations() if b.is_applied(m)]
 
 
-def apply(url: str) -> list[str]:
+def apply(url: str, upto: str | None = None) -> list[str]:
+    """Applies every pending migration, or (upto) those up to and including that id."""
+    all_migs = migrations()
     with backend(url) as b, b.lock():
-        todo = b.to_apply(migrations())
+        todo = b.to_apply(all_migs)
+        if upto is not None:
+            ids = [m.id for m in all_migs]
+            first = set(ids[:ids.index(resolve(upto)) + 1])
+            todo = todo.filter(lambda m: m.id in first)
         b.apply_migrations(todo)
     return [m.id for m in todo]
+
+
+def path_of(migration_id: str) -> Path:
+    return MIGRATIONS / f"{migration_id}.sql"
 
 
 def resolve(name: str) -> str:

@@ -57,7 +57,7 @@ _ERROR_TEXT = {
          "pair only; the password is not checked), or more sign-ups from one client in an hour than "
          "REGISTRATIONS_PER_CLIENT_PER_HOUR. `Retry-After` and `retryAfter` give the seconds to wait.",
     500: "Unexpected error (INTERNAL_ERROR); no internals are disclosed, the requestId finds the log line.",
-    503: ("MAINTENANCE (writes paused), WEBHOOK_NOT_CONFIGURED (no webhook key set), BUSY (login and "
+    503: ("MAINTENANCE (writes paused), WEBHOOK_NOT_CONFIGURED (no webhook key set), NOT_MIGRATED (the database lacks this version's schema), BUSY (login and "
           "sign-up: every password-hashing slot of the server is taken), DATABASE_UNAVAILABLE (member `database`: `unreachable`, or `busy` when "
           "every pooled connection of the server is in use) or TIMEOUT; always with `Retry-After`."),
 }

@@ -46,6 +46,9 @@ MAX_ATTEMPTS = 4
 BACKOFF_BASE_S = 0.010
 BACKOFF_CAP_S = 0.200
 RETRY_DEADLINE_S = 2.0
+# The database answers but lacks this version's schema app (not migrated yet, or rolled back): no
+# schema, no such function, no grant on it. A 503, not a 500: the server is not ready.
+SCHEMA_MISSING = frozenset({"3F000", "42883", "42501"})
 CONFLICT_RETRY_AFTER = "1"
 UNAVAILABLE_RETRY_AFTER = "5"
 
@@ -203,9 +206,14 @@ class Database:
         if self.errors is None:
             try:
                 rows = conn.execute("SELECT sqlstate, code, http_status, title FROM app.error_codes()").fetchall()
-            except psycopg.Error:
-                self.putconn(conn)
-                raise
+            except psycopg.Error as exc:
+                if _is_unavailable(exc):
+                    self.putconn(conn)
+                    raise
+                # A database without this version's schema (not migrated yet, or rolled back): the
+                # request goes on without the registry (its errors then map by class), and the
+                # next one tries to load it again.
+                return conn
             self.errors = {s: (status, code, title) for s, code, status, title in rows}
         return conn
 
@@ -476,6 +484,10 @@ def problem_from_db(exc: psycopg.Error, registry: dict | None) -> Problem | None
     if state == "57014":
         return Problem(503, "TIMEOUT", "Service unavailable", "the database took too long to answer",
                        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
+    if state in SCHEMA_MISSING:
+        return Problem(503, "NOT_MIGRATED", "Service unavailable",
+                       "the database has not got this version's schema: run python -m pyapp migrate (or deploy)",
+                       headers={"Retry-After": "30"}, database="ok", migrations="missing")
     if state.startswith("22") or (isinstance(exc, psycopg.DataError) and not state):
         return bad_request(message or "a value is malformed or out of range")
     if _is_unavailable(exc):
@@ -512,7 +524,7 @@ class ApiPlugin:
             started = time.monotonic()
             STATS.start(plugin.database, _stats_flush_failed)  # once per worker process
             request_id()
-            status = 500
+            status, code = 500, None
             counted_by_error_handler = False
             try:
                 if request.method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -527,7 +539,7 @@ class ApiPlugin:
                     result = dumps(result)
                 return result
             except Problem as p:
-                status = p.status
+                status, code = p.status, p.code
                 return render_problem(p)
             except bottle.HTTPResponse as resp:
                 # Bottle renders it: an HTTPError through error_handler, which counts it, so only
@@ -547,7 +559,7 @@ class ApiPlugin:
                 if not counted_by_error_handler:
                     METRICS.request(status)
                 if metric == "checkout":
-                    METRICS.checkout(checkout_outcome(status, request.environ.get("mk.outcome")),
+                    METRICS.checkout(checkout_outcome(status, code, request.environ.get("mk.outcome")),
                                      time.monotonic() - started)
 
         return wrapper
@@ -571,10 +583,6 @@ class ApiPlugin:
                 state = exc.sqlstate or ""
                 detail = _detail_json(exc)
                 problem = problem_from_db(exc, self.database.errors)
-                if problem is not None and problem.status == 409 and problem.code in ("CONCURRENCY_CONFLICT",):
-                    request.environ["mk.outcome"] = "conflict"
-                elif problem is not None:
-                    request.environ["mk.outcome"] = problem.code.lower()
                 if not _is_conflict(state):
                     if problem is None:
                         raise

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
@@ -35,7 +36,8 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 @pytest.fixture(scope="module")
 def dash_app(http_db):
     # One worker: the checkout counters are per process today, so the page must see all of them.
-    srv = HttpServer(http_db[1], WORKERS="1", THREADS="4").start()
+    # Figures persisted every second: the verdict is read from them (api.deploy_verdict).
+    srv = HttpServer(http_db[1], WORKERS="1", THREADS="4", STATS_FLUSH_SECONDS="1").start()
     yield srv
     srv.stop()
 
@@ -82,6 +84,31 @@ def shop(dash_app, http_db):
     return {"checkouts": len(statuses), "orders": orders}
 
 
+# One minute of known figures, 10 minutes back, beside the shop's 4 checkouts: 200 decided in the
+# hour, 5 of them failed (success rate 97.5 %: PASS), 3 ConcurrencyErrors (1.5 %: FAIL), and 20 of
+# 200 between 1 and 2.5 s (P95 about 1.75 s: WARN); client errors and maintenance count neither way.
+VERDICT_MINUTE = {"success": 186, "insufficient_stock": 5, "conflict": 2, "error": 3, "client_error": 40,
+                  "maintenance": 20, "empty_cart": 7, "conflicts": 3, "latency_sum_s": 60.0,
+                  "latency": {"0.1": 146, "1.0": 30, "2.5": 20, "+Inf": 0}}
+
+
+@pytest.fixture(scope="module")
+def verdict_window(http_db, shop):
+    """The hour the verdict judges, once the shop's checkouts are persisted; returns what
+    api.deploy_verdict('1 hour') says of it."""
+    with psycopg.connect(http_db[0], autocommit=True) as c:
+        decided = ("SELECT coalesce(sum(success + insufficient_stock + conflict + error), 0) "
+                   "FROM internal.checkout_stats")
+        deadline = time.monotonic() + 15
+        while c.execute(decided).fetchone()[0] < shop["checkouts"]:
+            assert time.monotonic() < deadline, "the shop's checkouts were not persisted"
+            time.sleep(0.2)
+        c.execute("SELECT api.record_checkout_stats(jsonb_build_array(%s::jsonb || jsonb_build_object("
+                  "'minute', date_trunc('minute', now()) - interval '10 minutes')))", (json.dumps(VERDICT_MINUTE),))
+        assert c.execute(decided).fetchone()[0] == 200
+        return c.execute("SELECT api.deploy_verdict('1 hour')").fetchone()[0]
+
+
 def db_orders_by_status(http_db) -> dict[str, int]:
     with psycopg.connect(http_db[0], autocommit=True) as c:
         rows = dict(c.execute('SELECT status, COUNT(*) FROM "Order" GROUP BY status').fetchall())
@@ -115,7 +142,11 @@ def test_data_endpoint_reports_database_and_counters(dash_app, http_db, admin_to
     # "created" per process today, "success" in the prometheus_client rewrite: either way 3 + 1.
     assert c["byOutcome"].get("created", 0) + c["byOutcome"].get("success", 0) == 3, c
     assert c["byOutcome"]["insufficient_stock"] == 1 and c["conflicts"] == 0, c
+    assert c["decided"] == shop["checkouts"], c
     assert c["latency"]["le"][-1] is None and c["latency"]["counts"][-1] == shop["checkouts"]
+    verdict = doc["database"]["verdict"]  # api.deploy_verdict('1 hour'): the shop's 4 are too few to judge
+    assert verdict["status"] == "WARN" and verdict["insufficientData"] is True, verdict
+    assert [ch["name"] for ch in verdict["checks"]] == ["successRate", "p95LatencySeconds", "concurrencyErrorRate"]
 
 
 def test_page_shell_loads_without_a_token(dash_app):
@@ -189,7 +220,7 @@ class Figures(HTMLParser):
                 self.found[i][1] += data
 
 
-def test_dashboard_renders_the_figures_in_chromium(dash_app, http_db, admin_token, shop):
+def test_dashboard_renders_the_figures_in_chromium(dash_app, http_db, admin_token, shop, verdict_window):
     url = f"{dash_app.url}/admin/dashboard?refresh=2#token={admin_token}"
     # Virtual time runs the page's timers without waiting for them: several polls in a few seconds.
     dom = run_chromium(["--dump-dom", "--virtual-time-budget=7000", url]).decode()
@@ -208,6 +239,28 @@ def test_dashboard_renders_the_figures_in_chromium(dash_app, http_db, admin_toke
     assert 0 < p50 <= p99, (p50, p99)
     assert page.found["latency-p50"][1].endswith(" ms")
     assert "<svg" in dom and "<path" in dom, "the charts were drawn"
+
+    # The checklist's verdict over the last hour, as the database judges it (report --since 1h --check).
+    expected = verdict_window
+    assert expected["status"] == "FAIL" and expected["decidedCheckouts"] == 200, expected
+    assert page.found["verdict-status"] == ["FAIL", "FAIL"]
+    assert page.found["verdict-checkouts"][0] == "200" and page.found["verdict-min-checkouts"][0] == "200"
+    checks = {ch["name"]: ch for ch in expected["checks"]}
+    assert {n: ch["status"] for n, ch in checks.items()} == {
+        "successRate": "PASS", "p95LatencySeconds": "WARN", "concurrencyErrorRate": "FAIL"}
+    assert checks["successRate"]["value"] == 0.975 and checks["concurrencyErrorRate"]["value"] == 0.015
+    assert 1.6 <= checks["p95LatencySeconds"]["value"] < 2, checks["p95LatencySeconds"]
+    for name, ch in checks.items():
+        assert page.found[f"verdict-{name}-status"] == [ch["status"], ch["status"]], name
+        assert float(page.found[f"verdict-{name}-value"][0]) == pytest.approx(ch["value"]), name
+        assert float(page.found[f"verdict-{name}-threshold"][0]) == pytest.approx(ch["threshold"]), name
+        assert float(page.found[f"verdict-{name}-warn-at"][0]) == pytest.approx(ch["warnAt"]), name
+    assert page.found["verdict-successRate-value"][1] == "97.50 %"
+    assert page.found["verdict-successRate-threshold"][1] == "> 95.00 %"
+    assert page.found["verdict-concurrencyErrorRate-value"][1] == "1.50 %"
+    assert page.found["verdict-concurrencyErrorRate-threshold"][1] == "< 1.00 %"
+    assert page.found["verdict-p95LatencySeconds-threshold"][1] == "< 2.000 s"
+    assert page.found["verdict-concurrencyErrorRate-reason"][1] == "misses the target"
 
     ARTIFACTS.mkdir(exist_ok=True)
     png = ARTIFACTS / "dashboard.png"

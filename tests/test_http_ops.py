@@ -8,6 +8,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import bottle
@@ -218,3 +219,25 @@ def test_docs_page_renders_every_operation_in_chromium(http_app):
     assert ops and all(f'id="{op["operationId"]}"' in dom for op in ops)
     assert "Stock insuficiente" in dom and "TOO_MANY_UNPAID_ORDERS" in dom
     assert "<script src=" in requests.get(http_app.url + "/docs").text and "cdn" not in dom.lower()
+
+
+def test_health_on_a_database_without_the_schema_is_503_not_500(server):
+    """Before `migrate` (or after a rollback) the database answers but has no schema app: /health and
+    every other route say so with a 503 problem, never a 500, and recover once the schema is there."""
+    from pyapp import migrate
+    from tests.pg import APP_ROLE
+
+    name = server.prefix + "bare_" + uuid.uuid4().hex[:8]
+    url = server.create_database(name, template="template0")
+    srv = HttpServer(server.url(name, user=APP_ROLE)).start(wait_healthy=False)
+    try:
+        r = requests.get(srv.url + "/health")
+        assert r.status_code == 503 and r.headers["Content-Type"].startswith("application/problem+json"), r.text
+        assert r.json()["code"] == "NOT_MIGRATED" and r.json()["database"] == "ok"
+        r = requests.get(srv.url + "/api/marketplace/products")
+        assert r.status_code == 503 and r.json()["code"] == "NOT_MIGRATED", r.text
+        migrate.apply(url)
+        assert requests.get(srv.url + "/health").json()["status"] == "ok"
+    finally:
+        srv.stop()
+        server.drop_database(name)

@@ -141,7 +141,7 @@
     const counts = b.latency.counts.map((c, i) => c - a.latency.counts[i]);
     return {
       checkouts: d,
-      conflictRate: ratio(b.conflicts - a.conflicts, d),
+      conflictRate: ratio(b.conflicts - a.conflicts, b.decided - a.decided),
       retriesPerCheckout: ratio(b.retries - a.retries, d),
       p50: ms(quantile(0.50, b.latency.le, counts)),
       p95: ms(quantile(0.95, b.latency.le, counts)),
@@ -173,7 +173,7 @@
   function render() {
     const last = samples[samples.length - 1].data;
     const c = last.checkout, db = last.database;
-    const rate = ratio(c.conflicts, c.checkouts);
+    const rate = ratio(c.conflicts, c.decided);  // over the checkouts the server decided, like the verdict
     setFigure("conflict-rate", rate, fmt(rate === null ? null : rate * 100, 1, " %"));
     const rpc = ratio(c.retries, c.checkouts);
     setFigure("retries-per-checkout", rpc, fmt(rpc, 2));
@@ -193,6 +193,7 @@
     $("tile-unpaid").classList.toggle("alarm", db.unpaidPastHold > 0);
 
     renderOrders(db);
+    renderVerdict(db.verdict);
 
     const pts = (f) => samples.map((s) => (s.derived ? f(s.derived) : null));
     lineChart($("chart-conflict-rate"), [{name: "409 share %", color: "var(--c3)", values: pts((d) => d.conflictRate === null ? null : d.conflictRate * 100)}]);
@@ -235,6 +236,48 @@
     setFigure("orders-total", total, String(total));
     setFigure("orders-last-hour-total", totalHour, String(totalHour));
     barChart($("chart-orders"), names.map((s) => ({label: s, value: all[s] || 0})));
+  }
+
+  // The checklist's verdict as api.deploy_verdict('1 hour') gave it (targets, values, statuses):
+  // the page judges nothing itself, so it cannot disagree with `report --since 1h --check`.
+  const WARN_OP = {">": "<=", "<": ">="};
+
+  function inUnit(v, unit) {
+    if (v === null || v === undefined) return "–";
+    return unit === "ratio" ? (v * 100).toFixed(2) + " %" : v.toFixed(3) + " s";
+  }
+
+  function renderVerdict(v) {
+    const section = $("verdict");
+    if (!v) { section.hidden = true; return; }
+    section.hidden = false;
+    section.dataset.status = v.status;
+    setFigure("verdict-status", v.status, v.status);
+    setFigure("verdict-checkouts", v.decidedCheckouts, String(v.decidedCheckouts));
+    setFigure("verdict-min-checkouts", v.minCheckouts, String(v.minCheckouts));
+    const tbody = $("verdict-table").tBodies[0];
+    tbody.replaceChildren();
+    for (const c of v.checks) {
+      const tr = document.createElement("tr");
+      tr.id = "verdict-" + c.name;
+      const th = document.createElement("th");
+      th.textContent = c.title;
+      const cell = (suffix, value, text, cls) => {
+        const td = document.createElement("td");
+        td.id = "verdict-" + c.name + "-" + suffix;
+        td.dataset.value = value === null || value === undefined ? "" : String(value);
+        td.textContent = text;
+        if (cls) td.className = cls;
+        return td;
+      };
+      tr.append(th,
+        cell("value", c.value, inUnit(c.value, c.unit)),
+        cell("threshold", c.threshold, c.op + " " + inUnit(c.threshold, c.unit)),
+        cell("warn-at", c.warnAt, WARN_OP[c.op] + " " + inUnit(c.warnAt, c.unit)),
+        cell("status", c.status, c.status, "status"),
+        cell("reason", c.reason, c.reason || "", "text"));
+      tbody.append(tr);
+    }
   }
 
   // ------------------------------------------------------------------ SVG charts

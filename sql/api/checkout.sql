@@ -41,7 +41,6 @@ DECLARE
     v_queued    boolean := false;
     v_key       integer;
     v_result    jsonb;
-    i           integer;
 BEGIN
     PERFORM internal.assert_writable();
 

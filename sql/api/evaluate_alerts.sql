@@ -5,6 +5,7 @@
 --   failed_or_cancelled_orders (warning): orders that became PAYMENT_FAILED or CANCELLED in the window;
 --   unpaid_past_hold (warning): unpaid orders older than the hold window (the expiry job is not running);
 --   expiry_failures (warning, threshold 0): unpaid orders the expiry job had to skip (api.expiry_failures).
+-- The order rules leave out the smoke test's orders (sql/api/smoke.sql).
 -- monitoring/alerts.yml holds the same rules for Prometheus.
 -- Raises: MKV00 for a NULL or negative threshold or hold, or a window that is NULL or not
 -- positive. Callers: `python -m pyapp alerts`, DBAs.
@@ -44,12 +45,14 @@ BEGIN
         format('%s ConcurrencyErrors in the last %s', v_n, p_window);
 
     SELECT count(*) INTO v_n FROM "Order" o
-    WHERE o.status IN ('PAYMENT_FAILED', 'CANCELLED') AND o."updatedAt" > now() - p_window;
+    WHERE o.status IN ('PAYMENT_FAILED', 'CANCELLED') AND o."updatedAt" > now() - p_window
+      AND NOT EXISTS (SELECT 1 FROM internal.smoke_account s WHERE s.user_id = o."userId");  -- smoke-test orders are not business
     RETURN QUERY SELECT 'failed_or_cancelled_orders', 'warning', v_n, p_max_failed_orders, v_n > p_max_failed_orders,
         format('%s orders became PAYMENT_FAILED or CANCELLED in the last %s', v_n, p_window);
 
     SELECT count(*) INTO v_n FROM "Order" o
-    WHERE o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED') AND o."createdAt" < now() - p_hold;
+    WHERE o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED') AND o."createdAt" < now() - p_hold
+      AND NOT EXISTS (SELECT 1 FROM internal.smoke_account s WHERE s.user_id = o."userId");  -- smoke-test orders are not business
     RETURN QUERY SELECT 'unpaid_past_hold', 'warning', v_n, p_max_unpaid_past_hold, v_n > p_max_unpaid_past_hold,
         format('%s unpaid orders older than %s: is expire-orders running?', v_n, p_hold);
 

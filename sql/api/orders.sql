@@ -119,7 +119,6 @@ DECLARE
     v_expired integer := 0;
     v_state   text;
     v_message text;
-    i         integer;
 BEGIN
     IF p_older_than IS NULL OR p_older_than < interval '0' THEN
         RAISE EXCEPTION USING ERRCODE = 'MKV00', MESSAGE = 'the hold window must not be negative',

@@ -69,7 +69,8 @@ COMMENT ON FUNCTION api.get_product(text) IS 'One product as JSON; MK404 when ab
 REVOKE ALL ON FUNCTION api.get_product(text) FROM PUBLIC;
 
 -- api.list_products: a page of the catalogue in id order, after the cursor p_after (keyset
--- pagination, so a page costs the same at any depth of a large catalogue).
+-- pagination, so a page costs the same at any depth of a large catalogue). The smoke test's
+-- product (internal.smoke_account) is not listed.
 -- Raises: MKV00 limit outside 1..200. Callers: app.list_products (HTTP), DBAs.
 CREATE OR REPLACE FUNCTION api.list_products(p_limit integer DEFAULT 50, p_after text DEFAULT NULL)
 RETURNS jsonb
@@ -84,7 +85,11 @@ BEGIN
             DETAIL = jsonb_build_object('field', 'limit', 'value', p_limit)::text;
     END IF;
     SELECT coalesce(jsonb_agg(internal.product_json(p) ORDER BY p.id), '[]'::jsonb) INTO v_items
-    FROM (SELECT * FROM "Product" p WHERE p_after IS NULL OR p.id > p_after ORDER BY p.id LIMIT p_limit) p;
+    FROM (SELECT * FROM "Product" p
+          WHERE (p_after IS NULL OR p.id > p_after)
+            -- The smoke test's product is unlisted: readable by id, never listed (sql/api/smoke.sql).
+            AND NOT EXISTS (SELECT 1 FROM internal.smoke_account s WHERE s.product_id = p.id)
+          ORDER BY p.id LIMIT p_limit) p;
     RETURN jsonb_build_object(
         'items', v_items,
         'next', CASE WHEN jsonb_array_length(v_items) = p_limit THEN v_items -> (p_limit - 1) ->> 'id' END);

@@ -2,13 +2,15 @@
 -- internal.checkout_stats and internal.checkout_latency (upserts, so workers flushing the same
 -- minute add up). p_stats is a JSON array of objects, one per minute:
 --   {"minute": "2026-05-01T12:34:00Z", "success": 3, "insufficient_stock": 1, "conflict": 0,
---    "empty_cart": 0, "error": 0, "retries": 2, "conflicts": 2, "latency_sum_s": 0.41,
---    "latency": {"0.005": 1, "0.01": 3, "+Inf": 0}}
--- where "latency" maps each bucket's upper bound in seconds to a non-cumulative count (send every
--- bucket, zeros included: the report interpolates between neighbouring bounds), and
--- "conflicts" counts ConcurrencyErrors of every route. Minutes are written in time order, so two
--- workers flushing overlapping minutes cannot deadlock. Works during maintenance mode on purpose:
--- the 503s answered then are figures too. Returns how many minutes were recorded.
+--    "empty_cart": 0, "client_error": 2, "maintenance": 0, "error": 0, "retries": 2, "conflicts": 2,
+--    "latency_sum_s": 0.41, "latency": {"0.005": 1, "0.01": 3, "+Inf": 0}}
+-- where the outcomes are those of pyapp.metrics.checkout_outcome (an omitted one counts 0, as
+-- from a worker older than client_error and maintenance), "latency" maps each bucket's upper
+-- bound in seconds to a non-cumulative count (send every bucket, zeros included: the report
+-- interpolates between neighbouring bounds), and "conflicts" counts ConcurrencyErrors of every
+-- route. Minutes are written in time order, so two workers flushing overlapping minutes cannot
+-- deadlock. Works during maintenance mode on purpose: the 503s answered then are figures too.
+-- Returns how many minutes were recorded.
 -- Raises: MKV00 when the payload is not such an array (DETAIL names the offending element),
 --         including a minute more than a day ahead, infinite or NaN figures.
 -- Callers: app.record_checkout_stats (every HTTP worker, every ~10 s and at exit).
@@ -46,12 +48,15 @@ BEGIN
                 RAISE EXCEPTION USING ERRCODE = '22023';
             END IF;
             INSERT INTO internal.checkout_stats AS s
-                (minute, success, insufficient_stock, conflict, empty_cart, error, retries, conflicts, latency_sum_s)
+                (minute, success, insufficient_stock, conflict, empty_cart, client_error, maintenance, error,
+                 retries, conflicts, latency_sum_s)
             VALUES (v_minute,
                     coalesce((v_row ->> 'success')::bigint, 0),
                     coalesce((v_row ->> 'insufficient_stock')::bigint, 0),
                     coalesce((v_row ->> 'conflict')::bigint, 0),
                     coalesce((v_row ->> 'empty_cart')::bigint, 0),
+                    coalesce((v_row ->> 'client_error')::bigint, 0),
+                    coalesce((v_row ->> 'maintenance')::bigint, 0),
                     coalesce((v_row ->> 'error')::bigint, 0),
                     coalesce((v_row ->> 'retries')::bigint, 0),
                     coalesce((v_row ->> 'conflicts')::bigint, 0),
@@ -61,6 +66,8 @@ BEGIN
                 insufficient_stock = s.insufficient_stock + EXCLUDED.insufficient_stock,
                 conflict           = s.conflict + EXCLUDED.conflict,
                 empty_cart         = s.empty_cart + EXCLUDED.empty_cart,
+                client_error       = s.client_error + EXCLUDED.client_error,
+                maintenance        = s.maintenance + EXCLUDED.maintenance,
                 error              = s.error + EXCLUDED.error,
                 retries            = s.retries + EXCLUDED.retries,
                 conflicts          = s.conflicts + EXCLUDED.conflicts,

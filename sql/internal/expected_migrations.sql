@@ -19,7 +19,12 @@ AS $$
         '0009_ops_input_checks',
         '0010_checkout_early_release',
         '0011_app_boundary_schema',
-        '0012_app_boundary_functions'
+        '0012_app_boundary_functions',
+        '0013_smoke_schema',
+        '0014_smoke_functions',
+        '0015_checkout_outcome_columns',
+        '0016_report_verdict',
+        '0017_plpgsql_check_clean'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';

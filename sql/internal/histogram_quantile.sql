@@ -13,7 +13,6 @@ DECLARE
     v_rank  numeric;
     v_cum   numeric := 0;
     v_lower double precision := 0;
-    i       integer;
 BEGIN
     FOR i IN 1 .. coalesce(cardinality(p_n), 0) LOOP
         v_total := v_total + p_n[i];

@@ -3,7 +3,7 @@
 -- may execute the functions of schema app and nothing else: no api function (they take user,
 -- actor and seller ids), no internal helper, no table.
 BEGIN;
-SELECT plan(135);
+SELECT plan(137);
 
 -- The api functions (DBAs and the owner) and their argument types. Adding a function to api means
 -- adding it here (functions_are below fails until then) and giving it a test file.
@@ -18,6 +18,7 @@ INSERT INTO api_sig (fn, args) VALUES
     ('create_user',           ARRAY['text', 'text', 'text', 'text']),
     ('dashboard_stats',       ARRAY['interval']),
     ('decrement_stock',       ARRAY['text', 'integer', 'integer', 'text', 'text']),
+    ('deploy_verdict',        ARRAY['interval', 'integer']),
     ('error_codes',           ARRAY[]::name[]),
     ('evaluate_alerts',       ARRAY['interval', 'interval', 'bigint', 'bigint', 'bigint', 'bigint']),
     ('expire_pending_orders', ARRAY['interval', 'integer']),
@@ -45,6 +46,7 @@ INSERT INTO api_sig (fn, args) VALUES
     ('set_limits',            ARRAY['jsonb']),
     ('set_maintenance',       ARRAY['boolean']),
     ('set_webhook_secret',    ARRAY['text']),
+    ('smoke_prepare',         ARRAY[]::name[]),
     ('update_product',        ARRAY['text', 'integer', 'jsonb', 'text']),
     ('webhook_secrets',       ARRAY[]::name[]);
 
@@ -104,7 +106,7 @@ SELECT has_trigger('public', 'Product', 'product_stock_ledger_update', 'ledger u
 SELECT has_trigger('public', 'StockLedger', 'ledger_append_only', 'append-only trigger on "StockLedger"');
 SELECT has_trigger('public', 'StockLedger', 'ledger_no_truncate', 'no-truncate trigger on "StockLedger"');
 
--- Exactly the listed functions, with the listed signatures (1 + 38, 1 + 24)
+-- Exactly the listed functions, with the listed signatures (1 + 39, 1 + 24)
 SELECT functions_are('api', ARRAY(SELECT fn FROM api_sig ORDER BY fn),
                      'schema api holds exactly the functions this file knows');
 SELECT has_function('api', fn, args, format('api.%s(%s) exists', fn, array_to_string(args, ', ')))

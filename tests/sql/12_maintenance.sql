@@ -3,7 +3,7 @@
 -- same gate, except login and logout.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(58);
+SELECT plan(59);
 
 CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer,
                                pg_temp.mk_user('ADMIN') AS admin,
@@ -34,7 +34,7 @@ SELECT set_eq($$ SELECT proname::text FROM pg_proc WHERE pronamespace = 'api'::r
                  AND provolatile = 'v' AND proname <> 'set_maintenance' $$,
               ARRAY['add_to_cart', 'set_cart_quantity', 'remove_from_cart', 'checkout', 'decrement_stock',
                     'update_product', 'create_product', 'cancel_order', 'record_payment', 'expire_pending_orders',
-                    'register_user', 'issue_token', 'revoke_token', 'create_user', 'record_checkout_stats',
+                    'register_user', 'smoke_prepare', 'issue_token', 'revoke_token', 'create_user', 'record_checkout_stats',
                     'set_limits', 'set_webhook_secret', 'retire_webhook_secrets', 'lift_login_throttle'],
               'the write functions are exactly the ones tested below');
 SELECT is_empty($$ SELECT proname FROM pg_proc WHERE pronamespace = 'api'::regnamespace AND provolatile = 'v'
@@ -57,7 +57,7 @@ SELECT is(api.maintenance_status() -> 'maintenance', 'false'::jsonb, 'maintenanc
 SELECT is(api.set_maintenance(true) -> 'maintenance', 'true'::jsonb, 'set_maintenance(true) turns it on');
 SELECT is((api.maintenance_status() ->> 'since')::timestamptz, now(), 'maintenance_status says since when');
 
--- Every gated write raises MK503 (11)
+-- Every gated write raises MK503 (12)
 SELECT throws_ok($$ SELECT api.add_to_cart((SELECT buyer FROM fx), (SELECT p FROM fx), 1) $$, 'MK503', NULL, 'add_to_cart is MK503');
 SELECT throws_ok($$ SELECT api.set_cart_quantity((SELECT buyer FROM fx), (SELECT p FROM fx), 2) $$, 'MK503', NULL, 'set_cart_quantity is MK503');
 SELECT throws_ok($$ SELECT api.remove_from_cart((SELECT buyer FROM fx), (SELECT p FROM fx)) $$, 'MK503', NULL, 'remove_from_cart is MK503');
@@ -70,6 +70,7 @@ SELECT throws_ok($$ SELECT api.record_payment((SELECT o FROM fx), true) $$, 'MK5
 
 SELECT throws_ok($$ SELECT api.register_user('new@test.invalid', 'New', repeat('h', 40)) $$, 'MK503', NULL,
                  'register_user is MK503');
+SELECT throws_ok($$ SELECT api.smoke_prepare() $$, 'MK503', NULL, 'smoke_prepare is MK503');
 
 -- The app schema's writes pass the same gate (11)
 SELECT throws_ok($$ SELECT app.add_to_cart(tb, p, 1) FROM fx $$, 'MK503', NULL, 'app.add_to_cart is MK503');

@@ -168,14 +168,16 @@ SELECT api.record_checkout_stats(jsonb_build_array(
 FROM m;
 CREATE TEMP TABLE rep AS SELECT api.checkout_report('10 minutes') AS r;
 SELECT is((SELECT r -> 'byOutcome' FROM rep),
-          '{"success": 7, "insufficient_stock": 1, "conflict": 1, "empty_cart": 1, "error": 1}'::jsonb,
+          '{"success": 7, "insufficient_stock": 1, "conflict": 1, "empty_cart": 1, "client_error": 0, "maintenance": 0,
+            "error": 1}'::jsonb,
           'checkouts by outcome are summed over m0 (both flushes) and m1');
 SELECT is((SELECT r -> 'checkouts' FROM rep), '11'::jsonb, 'checkouts is the sum of the outcomes');
 SELECT is((SELECT jsonb_build_object('retries', r -> 'retries', 'concurrencyErrors', r -> 'concurrencyErrors') FROM rep),
           '{"retries": 4, "concurrencyErrors": 6}'::jsonb, 'retries and ConcurrencyErrors (conflicts) are summed');
 SELECT is((SELECT ARRAY[(r ->> 'successRate')::numeric, (r ->> 'retriesPerCheckout')::numeric,
                         (r -> 'latencySeconds' ->> 'mean')::numeric] FROM rep),
-          ARRAY[0.6364, 0.3636, 0.0500], 'success rate 7/11, retries per checkout 4/11, mean latency 0.55 s/11');
+          ARRAY[0.8000, 0.3636, 0.0550],
+          'success rate 1 - 2/10 and mean latency 0.55 s/10 (over the 10 decided: not the empty cart), retries per checkout 4/11');
 SELECT ok((SELECT (r -> 'latencySeconds' ->> 'p50')::numeric BETWEEN 0.01 AND 0.05 FROM rep),
           'P50 (rank 5.5 of 11: 1 at <= 0.01 s, 8 at <= 0.05 s, 2 at <= 0.25 s) lies in the bucket (0.01, 0.05]');
 SELECT ok((SELECT (r -> 'latencySeconds' ->> 'p95')::numeric BETWEEN 0.05 AND 0.25 FROM rep),
@@ -195,7 +197,8 @@ SELECT is((SELECT r -> 'negativeStock' FROM api.checkout_report('1 hour') r),
 
 -- checkout_report: minutes outside the window are not counted; minutes are whole (3)
 SELECT is((SELECT r -> 'byOutcome' FROM api.checkout_report('4 minutes') r),
-          '{"success": 5, "insufficient_stock": 1, "conflict": 1, "empty_cart": 1, "error": 0}'::jsonb,
+          '{"success": 5, "insufficient_stock": 1, "conflict": 1, "empty_cart": 1, "client_error": 0, "maintenance": 0,
+            "error": 0}'::jsonb,
           'over 4 minutes only m0 counts: m1 (5 minutes back) is outside');
 SELECT is((SELECT r -> 'checkouts' FROM api.checkout_report('5 minutes') r), '11'::jsonb,
           'over 5 minutes m1 counts: the window starts at the minute that contains now() - 5 minutes');
