@@ -541,6 +541,12 @@ class ApiPlugin:
             except Problem as p:
                 status, code = p.status, p.code
                 return render_problem(p)
+            except UnicodeDecodeError:
+                # Bottle decodes a header (If-Match, Authorization, Idempotency-Key, ...) or the query
+                # string as UTF-8 when a route reads it; the body is decoded apart (json_body).
+                p = bad_request("a request header or the query string is not valid UTF-8")
+                status, code = p.status, p.code
+                return render_problem(p)
             except bottle.HTTPResponse as resp:
                 # Bottle renders it: an HTTPError through error_handler, which counts it, so only
                 # a plain HTTPResponse (a redirect) is counted here, with its own status, not 500.

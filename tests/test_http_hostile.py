@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import hmac
 import time
 
@@ -130,3 +131,34 @@ def test_hostile_paths_headers_and_queries(http_app, actors):
     r = requests.request("PUT", u + "/health")
     assert_clean_4xx(r, (405,))
     assert "GET" in r.headers.get("Allow", "")
+
+
+def test_headers_that_are_not_utf8_get_a_400_not_a_500(http_app, http_db):
+    """Raw bytes in a header a route reads (found by the fuzz test in If-Match): 400 problem+json."""
+    import http.client as hc
+    from urllib.parse import urlsplit
+
+    from tests.test_http_api import make_product, make_user
+
+    _, seller = make_user(http_db, "SELLER")
+    p = make_product(http_app, seller, stock=1)
+    parts = urlsplit(http_app.url)
+    for method, path, header in (("PATCH", f"/api/marketplace/products/{p['id']}", "If-Match"),
+                                 ("POST", "/api/marketplace/checkout", "Idempotency-Key"),
+                                 ("GET", "/api/marketplace/cart", "Authorization"),
+                                 ("GET", f"/api/marketplace/products/{p['id']}", "If-None-Match"),
+                                 ("GET", "/", "Accept")):
+        conn = hc.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            conn.putrequest(method, path)
+            conn.putheader(header, b"\xb8\xff")
+            conn.putheader("Content-Type", "application/json")
+            body = b'{"shippingAddress": {"city": "x"}, "name": "y"}'
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            r = conn.getresponse()
+            doc = json.loads(r.read())
+        finally:
+            conn.close()
+        assert r.status == 400 and r.getheader("Content-Type").startswith("application/problem+json"), (header, r.status)
+        assert doc["code"] == "INVALID_ARGUMENT", doc
