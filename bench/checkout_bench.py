@@ -28,6 +28,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from benchpg import Postgres  # noqa: E402
+
 from pyapp import migrate  # noqa: E402
 
 # The checkout connections run api.checkout as the owner, asking for early release as the app's pool
@@ -309,11 +310,13 @@ def main() -> int:
 
         c = args.clients
         co = "checkout.sql"
-        results.append(run_scenario(server, main_db, "hot-bare", "bare_update.sql", None, c, seconds, (1, 1), logdir, args.stats))
-        results.append(run_scenario(server, main_db, "hot-checkout", "checkout_one_tx.sql", AS_APP_POOL, c, seconds, (1, 1), logdir, args.stats))
-        results.append(run_scenario(server, main_db, "hot-checkout-2tx", co, AS_APP_POOL, c, seconds, (1, 1), logdir, args.stats))
-        results.append(run_scenario(server, main_db, "spread-bare", "bare_update.sql", None, c, seconds, (1, spread), logdir, args.stats))
-        results.append(run_scenario(server, main_db, "spread-checkout", co, AS_APP_POOL, c, seconds, (1, spread), logdir, args.stats))
+        for scenario, script, user, products in (
+                ("hot-bare", "bare_update.sql", None, (1, 1)),
+                ("hot-checkout", "checkout_one_tx.sql", AS_APP_POOL, (1, 1)),
+                ("hot-checkout-2tx", co, AS_APP_POOL, (1, 1)),
+                ("spread-bare", "bare_update.sql", None, (1, spread)),
+                ("spread-checkout", co, AS_APP_POOL, (1, spread))):
+            results.append(run_scenario(server, main_db, scenario, script, user, c, seconds, products, logdir, args.stats))
 
         # The two catalogue sizes are interleaved in two halves each, so that a burst of load from
         # elsewhere on the machine does not land on only one of them.
@@ -322,8 +325,10 @@ def main() -> int:
         small = Result("checkout-1k-catalogue", lc, 0.0)
         large = Result(f"checkout-{big // 1000}k-catalogue" if big < 1_000_000 else "checkout-1M-catalogue", lc, 0.0)
         for _ in range(2):
-            run_scenario(server, small_db, small.scenario, co, AS_APP_POOL, lc, half, (1, 1_000), logdir, args.stats, result=small)
-            run_scenario(server, big_db, large.scenario, co, AS_APP_POOL, lc, half, (1, big), logdir, args.stats, result=large)
+            run_scenario(server, small_db, small.scenario, co, AS_APP_POOL, lc, half, (1, 1_000), logdir, args.stats,
+                         result=small)
+            run_scenario(server, big_db, large.scenario, co, AS_APP_POOL, lc, half, (1, big), logdir, args.stats,
+                         result=large)
         results += [small, large]
     finally:
         try:

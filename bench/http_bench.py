@@ -32,12 +32,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from benchpg import Postgres  # noqa: E402
+
 from pyapp import migrate  # noqa: E402
 from pyapp.localpg import free_port  # noqa: E402
 

@@ -14,9 +14,9 @@ every request thread and stalls checkouts.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import secrets
-import contextlib
 import threading
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 17, 8, 1

@@ -21,7 +21,7 @@ import psycopg
 from pyapp import config, notify
 from pyapp import migrate as mig
 from pyapp.localpg import bindir
-from pyapp.runtime import APP_ROLE, ROOT, database, open_database
+from pyapp.runtime import APP_ROLE, ROOT, database, open_database, scalar
 
 DEMO_PASSWORD = "artisan-demo-2026"
 DEMO_USERS = [("buyer@example.com", "Demo Buyer", "BUYER"),
@@ -82,8 +82,7 @@ def rollback(args) -> int:
         drops_version = any(i.endswith("_add_version_to_product") for i in targets)
         if drops_version and not args.force:
             with psycopg.connect(db.owner_url) as conn:
-                pending = conn.execute(
-                    """SELECT count(*) FROM "Order" WHERE status = 'PENDING_PAYMENT'""").fetchone()[0]
+                pending = scalar(conn, """SELECT count(*) FROM "Order" WHERE status = 'PENDING_PAYMENT'""")
             if pending:
                 print(f"pyapp: refusing to drop the version column: {pending} orders are PENDING_PAYMENT "
                       "and their stock is held under optimistic locking. Wait for them to be paid or "
@@ -160,7 +159,7 @@ def backup(args) -> int:
 
 def maintenance(args) -> int:
     with database() as db, psycopg.connect(db.owner_url) as conn:
-        state = conn.execute("SELECT api.set_maintenance(%s)", (args.state == "on",)).fetchone()[0]
+        state = scalar(conn, "SELECT api.set_maintenance(%s)", (args.state == "on",))
     print(f"maintenance: {'on' if state['maintenance'] else 'off'}"
           + (f" since {state['since']}" if state.get("since") else ""))
     return 0
@@ -252,9 +251,11 @@ def report(args) -> int:
     # the verdict see the same rows and the same now().
     verdict_sql = "api.deploy_verdict(w)" if args.min_checkouts is None else "api.deploy_verdict(w, %(min)s)"
     with database() as db, psycopg.connect(db.owner_url) as conn:
-        rep, verdict = conn.execute(
+        row = conn.execute(
             f"SELECT api.checkout_report(w), {verdict_sql} FROM make_interval({unit} => %(amount)s) AS w",
             {"amount": amount, "min": args.min_checkouts}).fetchone()
+    assert row is not None, "a SELECT from one interval returns one row"
+    rep, verdict = row
     code = VERDICT_EXIT[verdict["status"]] if args.check else 0
     if args.json:
         print(json.dumps({**rep, "verdict": verdict}, indent=2, sort_keys=True))
@@ -322,8 +323,8 @@ def expire_once(url: str, hold: int, batch: int) -> tuple[int, list[tuple]]:
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
             with conn.transaction():
-                n = conn.execute("SELECT api.expire_pending_orders(make_interval(mins => %s), %s)",
-                                 (hold, batch)).fetchone()[0]
+                n = scalar(conn, "SELECT api.expire_pending_orders(make_interval(mins => %s), %s)",
+                           (hold, batch))
                 failed = conn.execute("""SELECT order_id, sqlstate, message, attempts
                                          FROM api.expiry_failures() WHERE last_failed_at = now()""").fetchall()
             total += n
@@ -339,8 +340,8 @@ def create_user(args) -> int:
     password = args.password or os.environ.get("MARKETPLACE_PASSWORD") or getpass.getpass("password: ")
     with database() as db, psycopg.connect(db.owner_url) as conn:
         try:
-            user = conn.execute("SELECT api.create_user(%s, %s, %s, %s)",
-                                (args.email, args.name, hash_password(password), args.role)).fetchone()[0]
+            user = scalar(conn, "SELECT api.create_user(%s, %s, %s, %s)",
+                          (args.email, args.name, hash_password(password), args.role))
         except psycopg.Error as exc:
             if exc.sqlstate and exc.sqlstate.startswith("MK"):
                 print(f"pyapp: {exc.diag.message_primary}", file=sys.stderr)
@@ -355,12 +356,12 @@ def load_demo(owner_url: str) -> bool:
     from pyapp.auth import hash_password
 
     with psycopg.connect(owner_url) as conn:
-        if conn.execute('SELECT EXISTS (SELECT 1 FROM "User")').fetchone()[0]:
+        if scalar(conn, 'SELECT EXISTS (SELECT 1 FROM "User")'):
             return False
         ids = {}
         for email, name, role in DEMO_USERS:
-            ids[role] = conn.execute("SELECT api.create_user(%s, %s, %s, %s)",
-                                     (email, name, hash_password(DEMO_PASSWORD), role)).fetchone()[0]["id"]
+            ids[role] = scalar(conn, "SELECT api.create_user(%s, %s, %s, %s)",
+                               (email, name, hash_password(DEMO_PASSWORD), role))["id"]
         for name, desc, price, stock in DEMO_PRODUCTS:
             conn.execute("SELECT api.create_product(%s, %s, %s::numeric, %s::integer, %s)",
                          (ids["SELLER"], name, price, stock, desc))
@@ -377,7 +378,7 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         pass
     try:
-        found = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        found = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except (socket.gaierror, UnicodeError):
         return False
     return bool(found) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in found)

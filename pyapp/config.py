@@ -13,8 +13,9 @@ product may commit without waiting for the disk, and its 201 waits for a durable
 
 Security (docs/security.md): METRICS_TOKEN (when set, GET /metrics wants `Authorization: Bearer
 <it>`), METRICS_DB_CACHE_SECONDS (how long a worker reuses the database's figures for /metrics:
-default and at most 15, 0 to read them at every scrape), TRUSTED_PROXIES (comma-separated addresses or networks of the reverse proxies whose
-X-Forwarded-For names the client; default none, so the client is the socket peer). Limits kept
+default and at most 15, 0 to read them at every scrape), TRUSTED_PROXIES (comma-separated
+addresses or networks of the reverse proxies whose X-Forwarded-For names the client; default none,
+so the client is the socket peer). Limits kept
 in the database, which `python -m pyapp serve` writes there when set (the app role cannot):
 MAX_UNPAID_ORDERS (default 3), REGISTRATIONS_PER_CLIENT_PER_HOUR (default 20).
 

@@ -27,6 +27,7 @@ with the smoke test (pyapp.smoke) it is the only command that talks to the datab
 """
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import sys
@@ -40,7 +41,7 @@ import psycopg
 from pyapp import commands, notify, smoke
 from pyapp import migrate as mig
 from pyapp.race import _http
-from pyapp.runtime import database
+from pyapp.runtime import database, scalar
 
 EPILOG = """\
 Exit codes: 0 deployed; 1 a check failed: preflight (a long transaction, too little disk), the
@@ -108,7 +109,7 @@ def _free_space(folder: Path) -> int:
 
 @dataclass
 class Deploy:
-    args: object
+    args: argparse.Namespace
     owner_url: str
     where: str
     n: int = 0
@@ -154,14 +155,14 @@ class Deploy:
         except psycopg.OperationalError as exc:
             raise Failed(f"database unreachable: {str(exc).strip()}", 3) from None
         with conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
-            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-            self.switch_exists = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (SWITCH,)).fetchone()[0]
-            if conn.execute("SELECT to_regprocedure('api.maintenance_status()') IS NOT NULL").fetchone()[0]:
-                self.maintenance_was_on = conn.execute("SELECT api.maintenance_status()").fetchone()[0]["maintenance"]
+            version = scalar(conn, "SHOW server_version")
+            size = scalar(conn, "SELECT pg_database_size(current_database())")
+            self.switch_exists = scalar(conn, "SELECT to_regprocedure(%s) IS NOT NULL", (SWITCH,))
+            if scalar(conn, "SELECT to_regprocedure('api.maintenance_status()') IS NOT NULL"):
+                self.maintenance_was_on = scalar(conn, "SELECT api.maintenance_status()")["maintenance"]
             limit = lock_timeout_s()
             long_tx = conn.execute(LONG_TRANSACTIONS, (limit,)).fetchall()
-            hidden = conn.execute(HIDDEN_SESSIONS).fetchone()[0]
+            hidden = scalar(conn, HIDDEN_SESSIONS)
         self.pending = mig.pending(self.owner_url)
         self.say(f"database reachable: PostgreSQL {version}, {_mb(size)}; maintenance "
                  + ("on" if self.maintenance_was_on else "off" if self.switch_exists else "not there yet (schema predates it)"))
@@ -272,7 +273,7 @@ class Deploy:
         else:
             self.begin("maintenance on", "pausing writes (they answer 503 with Retry-After; reads go on)")
         with psycopg.connect(self.owner_url, autocommit=True) as conn:
-            state = conn.execute("SELECT api.set_maintenance(true)").fetchone()[0]
+            state = scalar(conn, "SELECT api.set_maintenance(true)")
         self.turned_on = True
         self.say(f"maintenance on since {state.get('since')}")
 
@@ -354,7 +355,8 @@ class Deploy:
             return self.fail("interrupted (Ctrl-C)", 4 if self.changed else 1)
         except Exception as exc:  # noqa: BLE001 - a step failed: say where, what to undo, and notify
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            reason = f"{type(exc).__name__}" + (f" ({exc.sqlstate})" if getattr(exc, "sqlstate", None) else "") + f": {first}"
+            state = getattr(exc, "sqlstate", None)
+            reason = f"{type(exc).__name__}" + (f" ({state})" if state else "") + f": {first}"
             if self.changed:
                 return self.fail(reason, 4)
             return self.fail(reason, 3 if isinstance(exc, psycopg.OperationalError) else 1)

@@ -15,7 +15,7 @@ def _json(schema: dict) -> dict:
 
 
 def _ok(description: str, schema: dict | None = None, headers: dict | None = None) -> dict:
-    out = {"description": description}
+    out: dict = {"description": description}
     if schema is not None:
         out["content"] = _json(schema)
     if headers:
@@ -31,7 +31,7 @@ def _body(schema: dict, required: bool = True) -> dict:
     return {"required": required, "content": _json(schema)}
 
 
-_BEARER = [{"bearer": []}]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _PRODUCT_ID = {"name": "productId", "in": "path", "required": True, "schema": {"type": "string"}}
 _ORDER_ID = {"name": "orderId", "in": "path", "required": True, "schema": {"type": "string"}}
 _ETAG = {"ETag": {"description": 'The product version, quoted: "3".', "schema": {"type": "string"}}}

@@ -21,7 +21,7 @@ import uuid
 import psycopg
 
 from pyapp.commands import print_table
-from pyapp.runtime import database
+from pyapp.runtime import database, scalar
 
 
 def _http(method: str, url: str, body=None, token=None, timeout=30.0):
@@ -59,13 +59,13 @@ def _prepare_race(conn: psycopg.Connection, run: str, buyers: int) -> tuple[str,
     pw_hash = hash_password(secrets.token_urlsafe(24))
 
     def user(tag: str, role: str) -> str:
-        return conn.execute("SELECT api.create_user(%s, %s, %s, %s)",
-                            (f"race-{run}-{tag}@example.com", f"Race {tag}", pw_hash, role)).fetchone()[0]["id"]
+        return scalar(conn, "SELECT api.create_user(%s, %s, %s, %s)",
+                      (f"race-{run}-{tag}@example.com", f"Race {tag}", pw_hash, role))["id"]
 
     with conn.transaction():
         seller = user("seller", "SELLER")
-        product = conn.execute("SELECT api.create_product(%s, %s, 99::numeric, 1)",
-                               (seller, f"Last unit {run}")).fetchone()[0]["id"]
+        product = scalar(conn, "SELECT api.create_product(%s, %s, 99::numeric, 1)",
+                         (seller, f"Last unit {run}"))["id"]
         tokens = []
         for i in range(buyers):
             buyer, token = user(f"b{i}", "BUYER"), new_token()
@@ -104,9 +104,11 @@ def simulate_race(args) -> int:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
-        stock, orders = conn.execute(
+        row = conn.execute(
             """SELECT p.stock, (SELECT count(DISTINCT i."orderId") FROM "OrderItem" i WHERE i."productId" = p.id)
                FROM "Product" p WHERE p.id = %s""", (product,)).fetchone()
+    assert row is not None, "the race's product was made in this run"
+    stock, orders = row
     counts = {s: results.count(s) for s in sorted(set(results), key=str)}
     print_table(["status", "responses"], [(s, n) for s, n in counts.items()])
     print(f"simulate-race: product {product}: {len(tokens)} checkouts in {elapsed:.2f} s; "

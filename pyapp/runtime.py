@@ -11,8 +11,8 @@ so the URLs carry none.
 from __future__ import annotations
 
 import contextlib
-import sys
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +88,12 @@ def database():
         yield db
     finally:
         db.stop_if_started()
+
+
+def scalar(conn: psycopg.Connection, query, params=()):
+    """The first column of the one row `query` returns: a function call or an aggregate, which
+    always return a row (LookupError if it did not)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError(f"no row from {str(query)[:80]!r}")
+    return row[0]

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pyapp.commands import print_table
-from pyapp.runtime import database
+from pyapp.runtime import database, scalar
 
 # The keys of api.limits() and the environment variables that set them.
 LIMITS = {"maxUnpaidOrders": "MAX_UNPAID_ORDERS",
@@ -36,7 +36,7 @@ class Refused(Exception):
 
 def _call(conn: psycopg.Connection, query: str, params=()):
     try:
-        return conn.execute(query, params).fetchone()[0]
+        return scalar(conn, query, params)
     except psycopg.Error as exc:
         state = exc.sqlstate or ""
         if state.startswith(("MK", "22", "23")):
@@ -71,7 +71,7 @@ def _limits_line(limits: dict) -> str:
 def apply_env(owner_url: str, cfg) -> list[str]:
     """Writes the webhook key and the limits that the environment sets (pyapp.config) into the
     database; returns what it did, one line each, without the key. Raises Refused."""
-    lines = []
+    lines: list[str] = []
     changes = {k: v for k, v in (("maxUnpaidOrders", cfg.max_unpaid_orders),
                                  ("registrationsPerClientPerHour", cfg.registrations_per_client_per_hour))
                if v is not None}

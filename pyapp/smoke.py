@@ -23,6 +23,7 @@ import json
 import sys
 import urllib.error
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -46,7 +47,7 @@ class Stop(Exception):
 class Run:
     base: str
     conn: psycopg.Connection
-    out: object = print
+    out: Callable[[str], None] = print
     checks: list = field(default_factory=list)
     user: str = ""
     product: str = ""
@@ -170,6 +171,7 @@ def checkout(run: Run, before: int) -> None:
 
 
 def cancel(run: Run, before: int) -> None:
+    assert run.order is not None, "cancel runs after a checkout made an order"
     status, body = run.http("POST", f"/api/marketplace/orders/{urllib.parse.quote(run.order)}/cancel")
     _answered(run, "cancel", status, body, 200)
     run.cancelled = True

@@ -88,8 +88,9 @@ def with_ext(p: Problem, detail: dict, **more) -> Problem:
 
 
 def bad_request(detail: str, field: str | None = None) -> Problem:
-    ext = {"field": field} if field else {}
-    return Problem(400, "INVALID_ARGUMENT", "Invalid argument", detail, **ext)
+    if field:
+        return Problem(400, "INVALID_ARGUMENT", "Invalid argument", detail, field=field)
+    return Problem(400, "INVALID_ARGUMENT", "Invalid argument", detail)
 
 
 class DatabaseUnavailable(Exception):
@@ -105,9 +106,12 @@ class DatabaseUnavailable(Exception):
 # ---------------------------------------------------------------- logging and metrics
 
 
+_CONFIGURED_LOGGERS: set[str] = set()  # loggers given their handlers in this process
+
+
 def _logger() -> logging.Logger:
     log = logging.getLogger("marketplace.http")
-    if not getattr(log, "_mk_ready", False):
+    if log.name not in _CONFIGURED_LOGGERS:
         log.setLevel(logging.INFO)
         log.propagate = False
         out = logging.StreamHandler(sys.stdout)
@@ -118,7 +122,7 @@ def _logger() -> logging.Logger:
             fh = logging.FileHandler(path, encoding="utf-8")
             fh.setFormatter(logging.Formatter("%(message)s"))
             log.addHandler(fh)
-        log._mk_ready = True
+        _CONFIGURED_LOGGERS.add(log.name)
     return log
 
 
@@ -252,7 +256,8 @@ class Db:
     """What a route gets as `db`: one connection, taken from the pool on first use."""
 
     def __init__(self, database: Database, timeout: float | None = None):
-        self._database, self._timeout, self._conn = database, timeout, None
+        self._database, self._timeout = database, timeout
+        self._conn: psycopg.Connection | None = None
 
     def _c(self) -> psycopg.Connection:
         if self._conn is None:
@@ -390,7 +395,7 @@ def field(body: dict, name: str, kind: str, required: bool = True, max_len: int 
     if kind == "number":
         if isinstance(v, bool) or not isinstance(v, (int, Decimal)) or (isinstance(v, Decimal) and not v.is_finite()):
             raise bad_request(f"{name} must be a number", name)
-        if abs(v) >= Decimal("1e15"):
+        if abs(Decimal(v)) >= Decimal("1e15"):
             raise bad_request(f"{name} is out of range", name)
         return str(v)
     if kind == "object":
@@ -544,9 +549,9 @@ class ApiPlugin:
             except UnicodeDecodeError:
                 # Bottle decodes a header (If-Match, Authorization, Idempotency-Key, ...) or the query
                 # string as UTF-8 when a route reads it; the body is decoded apart (json_body).
-                p = bad_request("a request header or the query string is not valid UTF-8")
-                status, code = p.status, p.code
-                return render_problem(p)
+                bad = bad_request("a request header or the query string is not valid UTF-8")
+                status, code = bad.status, bad.code
+                return render_problem(bad)
             except bottle.HTTPResponse as resp:
                 # Bottle renders it: an HTTPError through error_handler, which counts it, so only
                 # a plain HTTPResponse (a redirect) is counted here, with its own status, not 500.
@@ -613,6 +618,8 @@ class ApiPlugin:
                                            f"the request collided with concurrent changes {attempt} time(s); retry it",
                                            headers={"Retry-After": CONFLICT_RETRY_AFTER}),
                                    detail, retryable=True, attempts=attempt) from None
+                if problem is None:  # an MK409 while the registry could not be loaded
+                    raise
                 raise problem from None
             finally:
                 db.release()

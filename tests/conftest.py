@@ -1,5 +1,5 @@
-import pytest
 import psycopg
+import pytest
 
 from tests.pg import APP_ROLE, Server
 

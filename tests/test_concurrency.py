@@ -83,7 +83,8 @@ def test_last_unit_is_sold_exactly_once(conn, core_url):
 
         def buyer(uid):
             def work(c):
-                outcomes[uid] = call(c, "SELECT api.checkout(%s, %s)", (uid, ADDRESS))
+                # run_together below runs and joins it within this round
+                outcomes[uid] = call(c, "SELECT api.checkout(%s, %s)", (uid, ADDRESS))  # noqa: B023
             return work
 
         crashes = run_together(core_url, [buyer(u) for u in buyers])
@@ -209,7 +210,7 @@ def test_random_carts_under_load(conn, core_url):
     crashes = run_together(core_url, workers)
 
     by_state = Counter()
-    for (op, outcome), n in counts.items():
+    for (_op, outcome), n in counts.items():
         by_state[outcome] += n
     print(f"\n{seconds:.0f}s, {len(buyers)} buyers + 1 restocker on {len(products)} products")
     print(f"{'operation':<18}{'outcome':<10}{'count':>8}")

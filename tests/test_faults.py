@@ -365,7 +365,7 @@ def test_database_restarts(own_cluster):
         srv.stop()
 
     print()
-    for mode, during, after, first_ok, last_bad, up, health in figures:
+    for mode, during, _after, first_ok, last_bad, up, health in figures:
         print(f"[db restart {mode}] outage: {summary(during)}; /health x{len(health)} "
               f"max {max(e for _, e in health):.2f}s; first 201 {first_ok - up:.2f}s after the database "
               f"was back, last failure {last_bad - up:.2f}s after")
@@ -373,7 +373,7 @@ def test_database_restarts(own_cluster):
     records += idle_records
     acked, in_db = assert_acknowledged_orders_exist(db_url, records)
     print(f"[db restart] total {summary(records)}; acknowledged {acked}, orders in database {in_db}")
-    for mode, during, after, first_ok, last_bad, up, _ in figures:
+    for mode, during, _after, first_ok, last_bad, up, _ in figures:
         assert during, f"no request ran during the {mode} outage"
         for r in during:
             assert_problem(r, 503)

@@ -272,7 +272,7 @@ def test_checkout_answers_only_once_the_order_is_on_disk(http_app, http_db, sell
                     if queued:
                         holder.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (p["id"],))
                         answer: dict = {}
-                        t = threading.Thread(target=lambda: answer.update(r=checkout(app, buyer)))
+                        t = threading.Thread(target=lambda: answer.update(r=checkout(app, buyer)))  # noqa: B023 (joined below)
                         t.start()
                         deadline = time.monotonic() + 10
                         while not c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import hmac
+import json
 import time
 
 import pytest

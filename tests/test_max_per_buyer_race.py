@@ -89,7 +89,7 @@ def test_many_adds_and_checkouts_of_one_buyer_never_hold_more_than_the_cap(conn,
     def worker():
         with psycopg.connect(db_url, autocommit=True) as c:
             barrier.wait(timeout=30)
-            for i in range(15):
+            for _ in range(15):
                 for query, params in (("SELECT api.add_to_cart('b', %s, 1)", (pid,)),
                                       ("SELECT api.checkout('b', %s)", (Jsonb({"city": "Lima"}),))):
                     try:

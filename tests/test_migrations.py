@@ -21,9 +21,9 @@ SQL_FILES = [f for d in ("internal", "api", "app") for f in sorted((ROOT / "sql"
 CHECKLIST = [
     '''SELECT COUNT(*) AS total, COUNT(CASE WHEN version = 1 THEN 1 END) AS with_version_1 FROM "Product";''',
     '''SELECT id, name, stock FROM "Product" WHERE stock < 0;''',
-    '''SELECT id, name, version, stock FROM "Product" WHERE "updatedAt" > NOW() - INTERVAL '1 hour' ORDER BY version DESC LIMIT 10;''',
+    '''SELECT id, name, version, stock FROM "Product" WHERE "updatedAt" > NOW() - INTERVAL '1 hour' ORDER BY version DESC LIMIT 10;''',  # noqa: E501 (verbatim)
     '''SELECT status, COUNT(*) FROM "Order" WHERE "createdAt" > NOW() - INTERVAL '1 hour' GROUP BY status;''',
-    '''SELECT COUNT(*) FROM "Order" WHERE status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED') AND "createdAt" < NOW() - INTERVAL '30 minutes';''',
+    '''SELECT COUNT(*) FROM "Order" WHERE status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED') AND "createdAt" < NOW() - INTERVAL '30 minutes';''',  # noqa: E501 (verbatim)
     '''SELECT MIN(version), MAX(version), AVG(version) FROM "Product";''',
 ]
 USES_VERSION = {0, 2, 5}
