@@ -37,3 +37,25 @@ def test_readme_names_every_api_function(conn):
     text = README.read_text()
     missing = sorted(n for n in names if f"`{n}(" not in text and f"/ `{n}(" not in text)
     assert not missing, f"README's function table lacks: {missing}"
+
+
+def test_every_command_answers_help_and_is_in_the_readme_and_runbook_uses_real_ones():
+    """The README's command table lists every `python -m pyapp` command, each answers --help, and
+    every command the runbook names exists."""
+    import subprocess
+    import sys
+
+    from pyapp.__main__ import build_parser
+
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    assert len(commands) > 15
+    text = README.read_text()
+    table = {m for m in re.findall(r"^\| `([a-z][a-z-]*)[ `]", text, re.M)}
+    assert commands <= table, f"README's command table lacks: {sorted(commands - table)}"
+    for name in sorted(commands):
+        r = subprocess.run([sys.executable, "-m", "pyapp", name, "--help"], cwd=README.parent,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "usage:" in r.stdout, (name, r.stdout[-300:], r.stderr[-300:])
+    runbook = (README.parent / "docs" / "runbook.md").read_text()
+    named = set(re.findall(r"python -m pyapp ([a-z][a-z-]*)", runbook))
+    assert named and named <= commands, f"the runbook names unknown commands: {sorted(named - commands)}"
