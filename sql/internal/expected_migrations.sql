@@ -19,7 +19,9 @@ AS $$
         '0009_ops_input_checks',
         '0010_checkout_early_release',
         '0011_app_boundary_schema',
-        '0012_app_boundary_functions'
+        '0012_app_boundary_functions',
+        '0013_expiry_schedule',
+        '0014_expiry_schedule_functions'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
