@@ -144,15 +144,16 @@ REVOKE ALL ON FUNCTION api.unschedule_expiry() FROM PUBLIC;
 -- running when it succeeded within internal.expiry_window of its interval (2 intervals, at least
 -- 10 minutes); a pg_cron job scheduled within that window and not run yet is waiting (and counts
 -- as running). States: pg_cron running, waiting, late (scheduled but not succeeding), not_loaded
--- (scheduled, but pg_cron is not loaded), off (not scheduled), unavailable (pg_cron not loaded);
--- worker running, stopped, never; manual ran. pg_cron's own tables (cron.job,
--- cron.job_run_details) are in pg_cron's database: `python -m pyapp expiry-schedule status` shows
--- them too.
+-- (scheduled, but pg_cron is not loaded), off (not scheduled, whatever ran before), unavailable
+-- (not scheduled, and pg_cron is not loaded); worker running, stopped, never; manual ran.
+-- job_name and cron_database: the pg_cron job as scheduled (NULL when none is). pg_cron's own
+-- tables (cron.job, cron.job_run_details) are in pg_cron's database: `python -m pyapp
+-- expiry-schedule status` shows them too.
 -- Raises: nothing. Callers: api.integrity_report, `python -m pyapp status` and `expiry-schedule
 -- status`, DBAs.
 CREATE OR REPLACE FUNCTION api.expiry_status()
 RETURNS TABLE (runner text, state text, running boolean, every interval, last_success_at timestamptz,
-               last_expired integer, runs bigint, detail text)
+               last_expired integer, runs bigint, job_name text, cron_database text, detail text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, public, pg_temp
 AS $$
@@ -201,10 +202,6 @@ BEGIN
             v_detail := format('job %s scheduled %s to run every %s: waiting for its first run',
                                v_sched.job_name, date_trunc('second', v_sched.scheduled_at), v_sched.every);
         END IF;
-    ELSIF v_run.last_success_at > now() - internal.expiry_window(v_run.every) THEN
-        -- Running, though not through `expiry-schedule on` (a job scheduled by hand).
-        v_state := 'running';
-        v_detail := format('a pg_cron job runs (not scheduled by expiry-schedule on); last success %s', v_last);
     ELSIF v_cron.loaded IS NOT DISTINCT FROM false THEN
         v_state := 'unavailable';
         v_detail := 'pg_cron is not loaded on this server: the worker is the way '
@@ -217,13 +214,13 @@ BEGIN
     END IF;
     RETURN QUERY SELECT 'pg_cron'::text, v_state, v_state IN ('running', 'waiting'),
                         coalesce(v_sched.every, v_run.every), v_run.last_success_at, v_run.last_expired,
-                        v_run.runs, v_detail;
+                        v_run.runs, v_sched.job_name, v_sched.cron_database, v_detail;
 
     -- The worker
     SELECT * INTO v_run FROM internal.expiry_run r WHERE r.runner = 'worker';
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'worker'::text, 'never'::text, false, NULL::interval, NULL::timestamptz,
-                            NULL::integer, NULL::bigint,
+                            NULL::integer, NULL::bigint, NULL::text, NULL::text,
                             'has not run in this database (python -m pyapp expire-orders --every 60)'::text;
     ELSE
         v_last := format('%s (%s ago), %s expired', date_trunc('second', v_run.last_success_at),
@@ -231,7 +228,7 @@ BEGIN
         v_state := CASE WHEN v_run.last_success_at > now() - internal.expiry_window(v_run.every)
                         THEN 'running' ELSE 'stopped' END;
         RETURN QUERY SELECT 'worker'::text, v_state, v_state = 'running', v_run.every, v_run.last_success_at,
-                            v_run.last_expired, v_run.runs,
+                            v_run.last_expired, v_run.runs, NULL::text, NULL::text,
                             CASE WHEN v_state = 'running'
                                  THEN format('passes every %s; last success %s; %s passes', v_run.every, v_last, v_run.runs)
                                  ELSE format('not running: last success %s, every %s', v_last, v_run.every) END;
@@ -241,7 +238,7 @@ BEGIN
     SELECT * INTO v_run FROM internal.expiry_run r WHERE r.runner = 'manual';
     IF FOUND THEN
         RETURN QUERY SELECT 'manual'::text, 'ran'::text, false, NULL::interval, v_run.last_success_at,
-                            v_run.last_expired, v_run.runs,
+                            v_run.last_expired, v_run.runs, NULL::text, NULL::text,
                             format('last one-off pass (expire-orders without --every) %s (%s ago), %s expired',
                                    date_trunc('second', v_run.last_success_at),
                                    date_trunc('second', now() - v_run.last_success_at), v_run.last_expired);
@@ -249,5 +246,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.expiry_status() IS
-    'Which expiry runner runs (pg_cron, worker, manual): state, running, interval, last success, last count, passes, detail.';
+    'Which expiry runner runs (pg_cron, worker, manual): state, running, interval, last success, last count, passes, pg_cron job, detail.';
 REVOKE ALL ON FUNCTION api.expiry_status() FROM PUBLIC;

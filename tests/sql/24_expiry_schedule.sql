@@ -6,7 +6,7 @@
 -- runs the real job.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(54);
+SELECT plan(55);
 
 CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer;
 ALTER TABLE fx ADD p text, ADD o text;
@@ -141,7 +141,7 @@ SELECT is(pg_temp.state('pg_cron'), 'not_loaded', 'a scheduled job where pg_cron
 SELECT matches((SELECT detail FROM api.expiry_status() WHERE runner = 'pg_cron'), 'pg_cron is not loaded on this server',
                'the detail says so');
 
--- Switching it off (5)
+-- Switching it off (6)
 SELECT results_eq($$ SELECT * FROM api.unschedule_expiry() $$,
                   $$ SELECT internal.expiry_job_name(), 'postgres'::text, true $$,
                   'unschedule_expiry returns the recorded job and pg_cron''s database');
@@ -150,6 +150,10 @@ SELECT results_eq($$ SELECT * FROM api.unschedule_expiry() $$,
                   $$ SELECT internal.expiry_job_name(), NULL::text, false $$,
                   'a second call: nothing was scheduled, and without pg_cron no database to look in');
 SELECT is(pg_temp.state('pg_cron'), 'unavailable', 'pg_cron is unavailable again');
+SELECT pg_temp.pg_cron(true);
+SELECT api.record_expiry_run('pg_cron', 0, '1 minute');
+SELECT results_eq($$ SELECT state, running FROM api.expiry_status() WHERE runner = 'pg_cron' $$,
+                  $$ VALUES ('off'::text, false) $$, 'switched off, it is off, however recently its job succeeded');
 SELECT ok(pg_temp.check_ok(), 'expiry_running is ok: nothing is scheduled and no unpaid order is past the window');
 
 -- A role that may not see pg_cron's settings (1)
@@ -157,7 +161,6 @@ CREATE OR REPLACE FUNCTION internal.pg_cron_loaded(OUT loaded boolean, OUT cron_
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS 'SELECT NULL::boolean, NULL::text';
 SELECT matches(pg_temp.error_of($$ SELECT * FROM api.schedule_expiry() $$) ->> 'hint', 'GRANT pg_read_all_settings',
                'schedule_expiry says which privilege is missing');
-
 
 SELECT * FROM finish();
 ROLLBACK;
