@@ -52,6 +52,10 @@ def expiry_schedule(args) -> int:
     from pyapp.commands import hold_minutes
 
     with database() as db:
+        with psycopg.connect(db.owner_url, autocommit=True) as conn:
+            if conn.execute("SELECT to_regprocedure('api.expiry_status()')").fetchone()[0] is None:
+                print("pyapp: expiry-schedule: this database predates it: python -m pyapp migrate", file=sys.stderr)
+                return 1
         if args.action == "on":
             return schedule_on(db, args.every_minutes, hold_minutes(args), args.batch_size)
         if args.action == "off":
