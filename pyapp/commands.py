@@ -1,6 +1,6 @@
 """The bodies of `python -m pyapp` commands. Each takes the parsed arguments, returns an exit code.
 The commands for the webhook keys, the login throttle and the limits are in settings_commands,
-simulate-race in race."""
+simulate-race in race, expiry-schedule in expiry_schedule."""
 from __future__ import annotations
 
 import datetime as dt
