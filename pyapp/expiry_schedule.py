@@ -89,9 +89,9 @@ def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
             conn.rollback()
             print(f"pyapp: expiry-schedule: pg_cron in database {cron_db} refused the job: "
                   f"{str(exc).strip().splitlines()[0]}", file=sys.stderr)
-            print(f"pyapp: CREATE EXTENSION pg_cron and cron.schedule_in_database need a superuser, or a "
-                  f"role granted USAGE ON SCHEMA cron and EXECUTE on cron.schedule_in_database and "
-                  f"cron.alter_job; until then, run the worker: python -m pyapp expire-orders --every 60",
+            print("pyapp: CREATE EXTENSION pg_cron and cron.schedule_in_database need a superuser, or a "
+                  "role granted USAGE ON SCHEMA cron and EXECUTE on cron.schedule_in_database and "
+                  "cron.alter_job; until then, run the worker: python -m pyapp expire-orders --every 60",
                   file=sys.stderr)
             return 1
         conn.commit()
