@@ -17,7 +17,7 @@ import urllib.error
 
 import psycopg
 
-from pyapp import commands, deploy, notify, race, settings_commands, smoke
+from pyapp import commands, deploy, expiry_schedule, notify, race, settings_commands, smoke
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
     s.add_argument("--batch-size", type=int, default=500)
     s.set_defaults(func=commands.expire_orders)
+
+    s = sub.add_parser("expiry-schedule", help="run the order expiry inside PostgreSQL with pg_cron: on, off, status",
+                       description="on: schedules api.expire_pending_orders as a pg_cron job of this database "
+                                   "(CREATE EXTENSION pg_cron in pg_cron's database where missing; idempotent); "
+                                   "exit 1 when pg_cron is not loaded on the server: run the worker instead "
+                                   "(expire-orders --every 60). off: unschedules it. status: which runner runs "
+                                   "(pg_cron, the worker) and when each last succeeded; exit 1 when none runs.")
+    s.add_argument("action", choices=["on", "off", "status"])
+    s.add_argument("--every-minutes", type=int, default=1, choices=range(1, 60), metavar="N",
+                   help="on: run every N minutes, 1 to 59 (default 1)")
+    s.add_argument("--hold-minutes", type=int, default=None,
+                   help="on: hold window (default ORDER_HOLD_MINUTES or 30), fixed in the job when it is scheduled")
+    s.add_argument("--batch-size", type=int, default=1000,
+                   help="on: orders per run, 1 to 10000 (default 1000); each run is one batch")
+    s.set_defaults(func=expiry_schedule.expiry_schedule)
 
     s = sub.add_parser("alerts", help="evaluate the alert rules on live data; exit 2 on a critical, 1 on a warning")
     s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")

@@ -1,6 +1,6 @@
 """The bodies of `python -m pyapp` commands. Each takes the parsed arguments, returns an exit code.
 The commands for the webhook keys, the login throttle and the limits are in settings_commands,
-simulate-race in race."""
+simulate-race in race, expiry-schedule in expiry_schedule."""
 from __future__ import annotations
 
 import datetime as dt
@@ -100,12 +100,20 @@ def rollback(args) -> int:
 
 
 def status(args) -> int:
+    from pyapp.expiry_schedule import RUNNER_HEADERS, runner_rows
+
     with database() as db:
         applied = set(mig.applied(db.owner_url))
+        with psycopg.connect(db.owner_url, autocommit=True) as conn:
+            runners = runner_rows(conn)
     rows = [(m.id, "applied" if m.id in applied else "PENDING") for m in mig.migrations()]
     print_table(["migration", "state"], rows)
     pending = [r for r in rows if r[1] == "PENDING"]
     print(f"{len(rows) - len(pending)} applied, {len(pending)} pending")
+    # Which runner expires unpaid orders (api.expiry_status); informative, not part of the exit code.
+    if runners is not None:
+        print()
+        print_table(["expiry " + RUNNER_HEADERS[0], *RUNNER_HEADERS[1:]], runners)
     return 1 if pending else 0
 
 
@@ -293,11 +301,14 @@ def expire_orders(args) -> int:
             return 2
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+    # Each pass is recorded (api.record_expiry_run): `status` and `verify` tell a running worker
+    # from a one-off pass, and both from pg_cron's job.
+    runner, every = ("manual", None) if args.every is None else ("worker", args.every)
     with database() as db:
         total = 0
         while True:
             try:
-                n, skipped = expire_once(db.owner_url, hold, args.batch_size)
+                n, skipped = expire_once(db.owner_url, hold, args.batch_size, runner, every)
                 total += n
                 stamp = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
                 print(f"{stamp} expire-orders: {n} expired (total {total})"
@@ -315,8 +326,10 @@ def expire_orders(args) -> int:
     return 0
 
 
-def expire_once(url: str, hold: int, batch: int) -> tuple[int, list[tuple]]:
-    """Expires every order past the window, one batch (one short transaction) at a time. Returns
+def expire_once(url: str, hold: int, batch: int, runner: str = "manual",
+                every: float | None = None) -> tuple[int, list[tuple]]:
+    """Expires every order past the window, one batch (one short transaction) at a time, then
+    records the pass as `runner` passing every `every` seconds (api.record_expiry_run). Returns
     how many it expired and the orders it had to skip, as (order_id, sqlstate, message, attempts):
     those api.expire_pending_orders recorded as failed in the same transaction."""
     total, skipped = 0, []
@@ -331,7 +344,13 @@ def expire_once(url: str, hold: int, batch: int) -> tuple[int, list[tuple]]:
             skipped += failed
             # A skipped order was still taken from the batch: a full batch may have more behind it.
             if n + len(failed) < batch:
-                return total, skipped
+                break
+        # A database whose migrations predate the record (a deploy that has not migrated yet)
+        # still gets its orders expired.
+        if conn.execute("SELECT to_regprocedure('api.record_expiry_run(text, integer, interval)')").fetchone()[0]:
+            conn.execute("SELECT api.record_expiry_run(%s, %s, make_interval(secs => %s))",
+                         (runner, total, every))
+    return total, skipped
 
 
 def create_user(args) -> int:

@@ -14,6 +14,17 @@ who could become that user anyway): that is how the passwords are set. A cluster
 earlier version with `initdb -A trust` is converted in place by its next start(): pg_hba.conf is
 rewritten, the passwords are set, the configuration reloaded. `Cluster(..., trust=True)` keeps
 the old behaviour, for the tests' throwaway clusters only (PgBouncer's test setup relies on it).
+
+pg_cron. Where Debian's postgresql-15-cron is installed, a cluster loads pg_cron
+(shared_preload_libraries), so that `python -m pyapp expiry-schedule on` can run the order expiry
+inside PostgreSQL. pg_cron keeps its jobs in one database per cluster (`cron.database_name`): this
+one keeps them in `postgres`, and each job names the database it runs in (cron.schedule_in_database),
+so one cluster serves any number of marketplace databases (the tests make one per test). Jobs run
+as background workers (`cron.use_background_workers`): they log in without a password, which a
+libpq connection to 127.0.0.1 would need here. The settings are a marked block of postgresql.conf,
+added by init() and by start() (on a running cluster they take effect at its next restart), and
+removed again by start() when the library is gone, so that the server still starts.
+`Cluster(..., cron=False)` makes a cluster without pg_cron (the tests' case for the worker).
 """
 from __future__ import annotations
 
@@ -32,6 +43,17 @@ from psycopg import sql
 
 HBA_MARK = "# pyapp.localpg: passwords over TCP, peer for the cluster's owner on the socket"
 LOGIN_ROLES = ("postgres", "marketplace_app")
+CRON_BEGIN = "# pyapp.localpg: pg_cron (begin; managed block, see pyapp/localpg.py)"
+CRON_END = "# pyapp.localpg: pg_cron (end)"
+# max_worker_processes: pg_cron's launcher and each running job take one background worker, next
+# to parallel query and logical replication (default 8 in all).
+CRON_CONF = (f"{CRON_BEGIN}\n"
+             "shared_preload_libraries = 'pg_cron'\n"
+             "cron.database_name = 'postgres'\n"
+             "cron.use_background_workers = on\n"
+             "cron.log_statement = off\n"
+             "max_worker_processes = 16\n"
+             f"{CRON_END}\n")
 
 
 def bindir() -> Path:
@@ -43,6 +65,14 @@ def bindir() -> Path:
     if initdb:
         return Path(initdb).resolve().parent
     raise RuntimeError("PostgreSQL server binaries not found: install postgresql-15")
+
+
+def cron_installed() -> bool:
+    """Whether pg_cron's library is installed for that PostgreSQL (Debian: postgresql-15-cron)."""
+    try:
+        return (bindir().parent / "lib" / "pg_cron.so").exists()
+    except RuntimeError:
+        return False
 
 
 def free_port() -> int:
@@ -80,12 +110,15 @@ def _write_private(path: Path, text: str) -> None:
 class Cluster:
     """One PostgreSQL cluster in `datadir`, listening on 127.0.0.1:`port` and a socket beside it."""
 
-    def __init__(self, datadir: Path, port: int | None = None, trust: bool = False):
+    def __init__(self, datadir: Path, port: int | None = None, trust: bool = False, cron: bool | None = None):
         """`trust=True`: every local user may connect as anyone without a password (initdb -A
-        trust); only for throwaway test clusters. Otherwise passwords, see the module docstring."""
+        trust); only for throwaway test clusters. Otherwise passwords, see the module docstring.
+        `cron`: load pg_cron; None (default) where its library is installed, False never, True
+        always (start() fails without the library)."""
         self.datadir = Path(datadir).resolve()
         self.rundir = self.datadir.parent / (self.datadir.name + ".run")
         self.trust = trust
+        self.cron = cron_installed() if cron is None else cron
         self.pgpass = self.rundir / "pgpass"
         portfile = self.rundir / "port"
         if port is None and portfile.exists():
@@ -128,6 +161,21 @@ class Cluster:
                     "max_connections = 200\nshared_buffers = 256MB\n"
                     "synchronous_commit = on\nfsync = on\n"
                     "lock_timeout = 0\nlog_min_messages = warning\n")
+        self._write_cron_conf()
+
+    def _write_cron_conf(self) -> bool:
+        """Puts the pg_cron block into postgresql.conf, or takes it out (self.cron); returns
+        whether the file changed. The server reads it at its next start."""
+        conf = self.datadir / "postgresql.conf"
+        text = conf.read_text()
+        begin, end = text.find(CRON_BEGIN), text.find(CRON_END)
+        kept = text if begin < 0 or end < begin else text[:begin] + text[end + len(CRON_END):].lstrip("\n")
+        wanted = kept + (("" if kept.endswith("\n") else "\n") + CRON_CONF if self.cron else "")
+        if wanted == text:
+            return False
+        with open(conf, "w") as f:  # in place: the file keeps its owner and mode
+            f.write(wanted)
+        return True
 
     def start(self) -> None:
         """Starts the cluster (making it first if need be); without trust, also makes sure that
@@ -135,6 +183,7 @@ class Cluster:
         call on a running cluster: that is how a running trust cluster gets converted."""
         if not self.initialized():
             self.init()
+        self._write_cron_conf()
         hba_changed = False if self.trust else self._write_auth_files()
         if self.running():
             if hba_changed:

@@ -1,7 +1,15 @@
 -- api.integrity_report: the deployment checklist's integrity checks, one row per check
 -- (check_name, ok, detail): no negative stock, every version >= 1, stock equals the ledger, every
 -- order has items and a total equal to their sum, no unpaid order past the hold window, no unpaid
--- order the expiry job had to skip (api.expiry_failures), and every expected migration applied.
+-- order the expiry job had to skip (api.expiry_failures), an expiry runner running
+-- (expiry_running, below), and every expected migration applied.
+-- expiry_running is ok when pg_cron's job or the worker succeeded within its window
+-- (api.expiry_status), and also when nothing runs but nothing needs to yet: no pg_cron schedule
+-- is on and no unpaid order is past the hold window (a fresh database). It fails when no runner
+-- runs and an unpaid order is past the hold window, or a pg_cron schedule is on but its job has not
+-- succeeded within its window (a job that does not run is noticed before orders pile up). A
+-- worker that stopped is noticed once an order passes the hold window: unlike the schedule, the
+-- database does not know whether it is meant to run.
 -- Raises: nothing. Callers: `python -m pyapp verify`, DBAs.
 CREATE OR REPLACE FUNCTION api.integrity_report(p_hold interval DEFAULT '30 minutes')
 RETURNS TABLE (check_name text, ok boolean, detail text)
@@ -12,6 +20,9 @@ DECLARE
     v_n       bigint;
     v_ids     text;
     v_missing text[];
+    v_stuck   bigint;
+    v_running text;
+    v_other   text;
 BEGIN
     SELECT count(*), string_agg(id, ', ' ORDER BY id) INTO v_n, v_ids
     FROM (SELECT id FROM "Product" WHERE stock < 0 ORDER BY id) p;
@@ -44,6 +55,7 @@ BEGIN
     RETURN QUERY SELECT 'no_orders_stuck', v_n = 0,
         CASE WHEN v_n = 0 THEN format('no unpaid order older than %s', p_hold)
              ELSE format('%s unpaid orders older than %s: is the expiry job running?', v_n, p_hold) END;
+    v_stuck := v_n;
 
     SELECT count(*), string_agg(f.order_id || ' (' || f.sqlstate || ')', ', ' ORDER BY f.order_id)
     INTO v_n, v_ids FROM api.expiry_failures() f;
@@ -51,6 +63,23 @@ BEGIN
         CASE WHEN v_n = 0 THEN 'no unpaid order failed to expire'
              ELSE format('%s unpaid orders could not be expired (see api.expiry_failures()): %s',
                          v_n, left(v_ids, 500)) END;
+
+    SELECT string_agg(format('%s %s: %s', e.runner, e.state, e.detail), '; ' ORDER BY e.runner) FILTER (WHERE e.running),
+           string_agg(format('%s %s: %s', e.runner, e.state, e.detail), '; ' ORDER BY e.runner)
+               FILTER (WHERE NOT e.running AND e.state NOT IN ('never', 'off', 'unavailable'))
+    INTO v_running, v_other
+    FROM api.expiry_status() e WHERE e.runner IN ('pg_cron', 'worker');
+    RETURN QUERY SELECT 'expiry_running',
+        v_running IS NOT NULL OR (v_stuck = 0 AND NOT EXISTS (SELECT 1 FROM internal.expiry_schedule)),
+        CASE WHEN v_running IS NOT NULL THEN v_running
+             WHEN v_stuck = 0 AND NOT EXISTS (SELECT 1 FROM internal.expiry_schedule) THEN
+                 'no expiry runner is running, and no unpaid order is past the hold window yet: start one '
+                 '(python -m pyapp expiry-schedule on, or expire-orders --every 60)'
+                 || coalesce('; ' || v_other, '')
+             ELSE 'no expiry runner is running'
+                 || CASE WHEN v_stuck > 0 THEN format(' and %s unpaid orders are older than %s', v_stuck, p_hold) ELSE '' END
+                 || coalesce('; ' || v_other, '')
+                 || ': python -m pyapp expiry-schedule status' END;
 
     IF to_regclass('public._yoyo_migration') IS NULL THEN
         RETURN QUERY SELECT 'migrations_applied', false, 'no yoyo migration table: the schema was not built by migrations';
@@ -66,5 +95,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION api.integrity_report(interval) IS
-    'Integrity checklist, one row per check: no negative stock, versions >= 1, stock = ledger, orders complete, none stuck past the hold window, no expiry failures, migrations applied.';
+    'Integrity checklist, one row per check: no negative stock, versions >= 1, stock = ledger, orders complete, none stuck past the hold window, no expiry failures, an expiry runner running, migrations applied.';
 REVOKE ALL ON FUNCTION api.integrity_report(interval) FROM PUBLIC;

@@ -24,7 +24,9 @@ AS $$
         '0014_smoke_functions',
         '0015_checkout_outcome_columns',
         '0016_report_verdict',
-        '0017_plpgsql_check_clean'
+        '0017_plpgsql_check_clean',
+        '0018_expiry_schedule',
+        '0019_expiry_schedule_functions'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';

@@ -3,7 +3,7 @@
 -- may execute the functions of schema app and nothing else: no api function (they take user,
 -- actor and seller ids), no internal helper, no table.
 BEGIN;
-SELECT plan(137);
+SELECT plan(141);
 
 -- The api functions (DBAs and the owner) and their argument types. Adding a function to api means
 -- adding it here (functions_are below fails until then) and giving it a test file.
@@ -23,6 +23,7 @@ INSERT INTO api_sig (fn, args) VALUES
     ('evaluate_alerts',       ARRAY['interval', 'interval', 'bigint', 'bigint', 'bigint', 'bigint']),
     ('expire_pending_orders', ARRAY['interval', 'integer']),
     ('expiry_failures',       ARRAY[]::name[]),
+    ('expiry_status',         ARRAY[]::name[]),
     ('get_cart',              ARRAY['text']),
     ('get_order',             ARRAY['text', 'text']),
     ('get_product',           ARRAY['text']),
@@ -37,16 +38,19 @@ INSERT INTO api_sig (fn, args) VALUES
     ('maintenance_status',    ARRAY[]::name[]),
     ('ops_snapshot',          ARRAY['interval']),
     ('record_checkout_stats', ARRAY['jsonb']),
+    ('record_expiry_run',     ARRAY['text', 'integer', 'interval']),
     ('record_payment',        ARRAY['text', 'boolean', 'text']),
     ('register_user',         ARRAY['text', 'text', 'text', 'text']),
     ('remove_from_cart',      ARRAY['text', 'text']),
     ('retire_webhook_secrets', ARRAY[]::name[]),
     ('revoke_token',          ARRAY['text']),
+    ('schedule_expiry',       ARRAY['integer', 'interval', 'integer']),
     ('set_cart_quantity',     ARRAY['text', 'text', 'integer']),
     ('set_limits',            ARRAY['jsonb']),
     ('set_maintenance',       ARRAY['boolean']),
     ('set_webhook_secret',    ARRAY['text']),
     ('smoke_prepare',         ARRAY[]::name[]),
+    ('unschedule_expiry',     ARRAY[]::name[]),
     ('update_product',        ARRAY['text', 'integer', 'jsonb', 'text']),
     ('webhook_secrets',       ARRAY[]::name[]);
 
@@ -106,7 +110,7 @@ SELECT has_trigger('public', 'Product', 'product_stock_ledger_update', 'ledger u
 SELECT has_trigger('public', 'StockLedger', 'ledger_append_only', 'append-only trigger on "StockLedger"');
 SELECT has_trigger('public', 'StockLedger', 'ledger_no_truncate', 'no-truncate trigger on "StockLedger"');
 
--- Exactly the listed functions, with the listed signatures (1 + 39, 1 + 24)
+-- Exactly the listed functions, with the listed signatures (1 + one per api function, 1 + 24)
 SELECT functions_are('api', ARRAY(SELECT fn FROM api_sig ORDER BY fn),
                      'schema api holds exactly the functions this file knows');
 SELECT has_function('api', fn, args, format('api.%s(%s) exists', fn, array_to_string(args, ', ')))

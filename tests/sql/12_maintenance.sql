@@ -3,7 +3,7 @@
 -- same gate, except login and logout.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(59);
+SELECT plan(63);
 
 CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller, pg_temp.mk_user('BUYER') AS buyer,
                                pg_temp.mk_user('ADMIN') AS admin,
@@ -29,19 +29,23 @@ $$;
 -- end maintenance), revoke_token (logout) and create_user (DBAs and the CLI).
 -- record_checkout_stats records the HTTP workers' figures, which go on during maintenance (the
 -- 503s are figures too). The owner's settings (set_limits, set_webhook_secret,
--- retire_webhook_secrets, lift_login_throttle) are not the marketplace's data. (2)
+-- retire_webhook_secrets, lift_login_throttle) are not the marketplace's data, and neither is the
+-- expiry's bookkeeping (record_expiry_run, schedule_expiry, unschedule_expiry): the expiry runs
+-- during maintenance. (2)
 SELECT set_eq($$ SELECT proname::text FROM pg_proc WHERE pronamespace = 'api'::regnamespace
                  AND provolatile = 'v' AND proname <> 'set_maintenance' $$,
               ARRAY['add_to_cart', 'set_cart_quantity', 'remove_from_cart', 'checkout', 'decrement_stock',
                     'update_product', 'create_product', 'cancel_order', 'record_payment', 'expire_pending_orders',
                     'register_user', 'smoke_prepare', 'issue_token', 'revoke_token', 'create_user', 'record_checkout_stats',
-                    'set_limits', 'set_webhook_secret', 'retire_webhook_secrets', 'lift_login_throttle'],
+                    'set_limits', 'set_webhook_secret', 'retire_webhook_secrets', 'lift_login_throttle',
+                    'record_expiry_run', 'schedule_expiry', 'unschedule_expiry'],
               'the write functions are exactly the ones tested below');
 SELECT is_empty($$ SELECT proname FROM pg_proc WHERE pronamespace = 'api'::regnamespace AND provolatile = 'v'
                    AND proname NOT IN ('set_maintenance', 'issue_token', 'revoke_token', 'create_user',
                                        'expire_pending_orders',
                                        'record_checkout_stats', 'set_limits', 'set_webhook_secret',
-                                       'retire_webhook_secrets', 'lift_login_throttle')
+                                       'retire_webhook_secrets', 'lift_login_throttle',
+                                       'record_expiry_run', 'schedule_expiry', 'unschedule_expiry')
                    AND prosrc NOT LIKE '%internal.assert_writable()%' $$,
                 'every other write function passes the maintenance gate first');
 
@@ -88,7 +92,7 @@ SELECT is_empty($$ SELECT 1 FROM internal.registration $$, 'and the refused sign
 SELECT throws_ok($$ SELECT pg_temp.webhook(o) FROM fx $$, 'MK503', NULL, 'app.payment_webhook is MK503');
 SELECT is_empty($$ SELECT 1 FROM "PaymentWebhookDelivery" $$, 'and the refused webhook''s signature is not kept');
 
--- The deliberately ungated writes (13)
+-- The deliberately ungated writes (16)
 SELECT lives_ok($$ SELECT api.issue_token((SELECT seller FROM fx), repeat('b', 64)) $$,
                 'issue_token works, so an admin can log in to end maintenance');
 SELECT lives_ok($$ SELECT api.revoke_token(repeat('b', 64)) $$, 'revoke_token (logout) works');
@@ -98,6 +102,10 @@ SELECT lives_ok($$ SELECT api.set_limits('{"maxUnpaidOrders": 4}') $$, 'set_limi
 SELECT lives_ok($$ SELECT api.set_webhook_secret('another-maintenance-key') $$, 'set_webhook_secret works');
 SELECT lives_ok($$ SELECT api.retire_webhook_secrets() $$, 'retire_webhook_secrets works');
 SELECT lives_ok($$ SELECT api.lift_login_throttle('nobody@test.invalid') $$, 'lift_login_throttle works');
+SELECT lives_ok($$ SELECT api.record_expiry_run('worker', 0, '1 minute') $$, 'record_expiry_run works');
+SELECT isnt(pg_temp.error_of($$ SELECT * FROM api.schedule_expiry() $$) ->> 'sqlstate', 'MK503',
+            'schedule_expiry is not gated (it may still refuse when pg_cron is not loaded)');
+SELECT lives_ok($$ SELECT * FROM api.unschedule_expiry() $$, 'unschedule_expiry works');
 SELECT lives_ok($$ SELECT app.login_parameters('admin@test.invalid', '127.0.0.1') $$,
                 'app.login_parameters works, for the same reason as issue_token');
 SELECT is(app.login('admin@test.invalid', '127.0.0.1', 'wrong') -> 'authenticated', 'false'::jsonb,
@@ -113,7 +121,7 @@ SELECT is((pg_temp.error_of(format('SELECT api.cancel_order(%L)', o)) -> 'detail
           'the MK503 DETAIL is JSON with "maintenance": true')
 FROM fx;
 
--- Reads keep working (9)
+-- Reads keep working (10)
 SELECT lives_ok($$ SELECT api.get_product((SELECT p FROM fx)) $$, 'get_product works');
 SELECT lives_ok($$ SELECT api.list_products() $$, 'list_products works');
 SELECT lives_ok($$ SELECT api.get_cart((SELECT buyer FROM fx)) $$, 'get_cart works');
@@ -122,6 +130,7 @@ SELECT lives_ok($$ SELECT api.list_orders((SELECT buyer FROM fx)) $$, 'list_orde
 SELECT lives_ok($$ SELECT * FROM api.error_codes() $$, 'error_codes works');
 SELECT lives_ok($$ SELECT * FROM api.integrity_report() $$, 'integrity_report works');
 SELECT lives_ok($$ SELECT api.maintenance_status() $$, 'maintenance_status works');
+SELECT lives_ok($$ SELECT * FROM api.expiry_status() $$, 'expiry_status works');
 SELECT is((SELECT (api.get_cart(buyer) -> 'items' -> 0 ->> 'quantity')::int FROM fx), 1, 'the cart is readable and untouched');
 
 -- Nothing changed while it was on (3)

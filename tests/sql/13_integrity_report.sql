@@ -17,7 +17,7 @@ RETURNS SETOF text LANGUAGE sql AS $$ SELECT check_name FROM api.integrity_repor
 -- Clean (2)
 SELECT set_eq($$ SELECT check_name FROM api.integrity_report() $$,
               ARRAY['no_negative_stock', 'versions_positive', 'stock_matches_ledger', 'orders_complete',
-                    'no_orders_stuck', 'expiry_failures', 'migrations_applied'],
+                    'no_orders_stuck', 'expiry_failures', 'expiry_running', 'migrations_applied'],
               'integrity_report has one row per check');
 SELECT is_empty($$ SELECT * FROM pg_temp.failing() $$, 'every check is ok on a clean database with an order');
 
