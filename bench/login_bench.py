@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -53,6 +54,7 @@ def main() -> int:
     ap.add_argument("--logins", type=int, default=20, help="logins per kind of account (default 20)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mk-login-bench-"))
+    os.chmod(tmp, 0o755)  # the cluster runs as the postgres user when we are root
     pg = Postgres(tmp)
     srv = None
     try:
