@@ -307,7 +307,7 @@ def _paths() -> dict:
                     "responses": {"200": _ok("The product.", S("Product"), _ETAG,
                                              {"UpdateProduct": product_links["UpdateProduct"]}),
                                   "304": {"description": "If-None-Match matched the current version."},
-                                  **_errors(404, 503)}},
+                                  **_errors(400, 404, 503)}},
             "patch": {"summary": "Edit a product (its seller or an ADMIN), guarded by its version.",
                       "description": "Give the version read as `If-Match`, or as `\"version\"` in the body: "
                                      "without either the answer is 428 (a rule across a header and the body, "
@@ -439,7 +439,7 @@ def _paths() -> dict:
                        "15 s). With METRICS_TOKEN set, send it as a bearer token.", "operationId": "metrics",
             "security": [{}, {"metricsToken": []}],
             "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                          **_errors(401)}}},
+                          **_errors(400, 401)}}},
         "/": {"get": {
             "summary": "What this server is, with links to the reference, health and the operator page "
                        "(HTML for a browser that accepts text/html, JSON otherwise).", "operationId": "index",
@@ -447,7 +447,7 @@ def _paths() -> dict:
                 "application/json": {"schema": {"type": "object", "properties": {
                     "name": {"type": "string"}, "version": {"type": "string"},
                     "links": {"type": "object", "additionalProperties": {"type": "string"}}}}},
-                "text/html": {"schema": {"type": "string"}}}}}}},
+                "text/html": {"schema": {"type": "string"}}}}, **_errors(400)}}},
         "/docs": {"get": {
             "summary": "A readable API reference, rendered in the browser from /openapi.json.", "operationId": "docs",
             "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
