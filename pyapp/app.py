@@ -25,7 +25,9 @@ app.config["json.enable"] = False
 app.install(web.ApiPlugin())
 app.default_error_handler = web.error_handler
 
-_ETAG_RE = re.compile(r'^\s*(?:W/)?"?([0-9]{1,10})"?\s*$')
+_ETAG_RE = re.compile(openapi.ETAG_PATTERN)
+_EMAIL_RE = re.compile(openapi.EMAIL_PATTERN)
+_NO_CONTROL_RE = re.compile(openapi.NO_CONTROL)
 
 
 def token() -> str | None:
@@ -57,6 +59,8 @@ def register(db):
     role = field(body, "role", "str", required=False, max_len=20) or "BUYER"
     if len(password) < 8:
         raise web.bad_request("password must be 8 to 1024 characters", "password")
+    if not _EMAIL_RE.match(email):  # the document's pattern; api.create_user's check is no stricter
+        raise web.bad_request("email must be an address such as name@example.com", "email")
     client = clients.client_address(request.environ)
     db.one("SELECT app.check_registration(%s)", (client,))  # 429 before the scrypt, not after
     db.release()  # no connection held while scrypt runs
@@ -116,8 +120,9 @@ def create_product(db):
     body = json_body()
     product = db.one(
         "SELECT app.create_product(%s, %s, %s::numeric, %s::integer, %s, %s::integer)",
-        (token(), field(body, "name", "str"), field(body, "price", "number"), field(body, "stock", "int"),
-         field(body, "description", "str", required=False) or "", field(body, "maxPerBuyer", "int", required=False)))
+        (token(), field(body, "name", "str", max_len=200), field(body, "price", "number"), field(body, "stock", "int"),
+         field(body, "description", "str", required=False, max_len=5000) or "",
+         field(body, "maxPerBuyer", "int", required=False)))
     response.status = 201
     response.set_header("Location", f"/api/marketplace/products/{product['id']}")
     _etag(product)
@@ -127,14 +132,20 @@ def create_product(db):
 @app.route("/api/marketplace/products/<product_id>", method="PATCH")
 def update_product(db, product_id):
     body = json_body()
+    # Shapes SQL would let through: a "version" next to If-Match, and lengths before trimming.
+    body_version = field(body, "version", "int") if "version" in body else None
+    field(body, "name", "str", required=False, max_len=200)
+    field(body, "description", "str", required=False, max_len=5000)
     if_match = request.get_header("If-Match")
     if if_match is not None:
         m = _ETAG_RE.match(if_match)
         if not m:
             raise web.bad_request('If-Match must be an ETag such as "3"', "If-Match")
-        version = int(m.group(1))
-    elif "version" in body:
-        version = field(body, "version", "int")
+        version = int(m.group(2))
+        if version > web.INT32[1]:  # no product has this version: stale, as any other (409)
+            version = 0
+    elif body_version is not None:
+        version = body_version
     else:
         raise Problem(428, "PRECONDITION_REQUIRED", "Precondition required",
                       'send If-Match: "<version>" or "version" in the body (read the product first)')
@@ -177,10 +188,23 @@ def remove_from_cart(db, product_id):
 # ---------------------------------------------------------------- checkout and orders
 
 
+def _check_address(address: dict) -> None:
+    """The shipping address's shape as the document states it (openapi.ADDRESS_*): flat, small
+    members, so that no address the document allows is refused by api.checkout's size limit."""
+    if not 1 <= len(address) <= openapi.ADDRESS_MEMBERS or not all(
+            isinstance(k, str) and 1 <= len(k) <= openapi.ADDRESS_KEY_LEN and _NO_CONTROL_RE.match(k)
+            and isinstance(v, str) and len(v) <= openapi.ADDRESS_VALUE_LEN and _NO_CONTROL_RE.match(v)
+            for k, v in address.items()):
+        raise web.bad_request(
+            f"shippingAddress must have 1 to {openapi.ADDRESS_MEMBERS} members, with names of 1 to "
+            f"{openapi.ADDRESS_KEY_LEN} and string values of at most {openapi.ADDRESS_VALUE_LEN} characters, "
+            "without control characters", "shippingAddress")
+
+
 @app.post("/api/marketplace/checkout", metric="checkout")
 def checkout(db):
     body = json_body()
-    field(body, "shippingAddress", "object")
+    _check_address(field(body, "shippingAddress", "object"))
     # The order goes out as the text PostgreSQL made of it: on the busiest route, parsing the
     # jsonb into Python only to serialise it again would be wasted work.
     # A checkout that queued for a product may have committed without waiting for the disk

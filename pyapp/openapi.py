@@ -1,9 +1,32 @@
-"""The OpenAPI 3.1 document of every HTTP route (served at GET /openapi.json)."""
+"""The OpenAPI 3.1 document of every HTTP route (served at GET /openapi.json).
+
+It says what the server enforces, so that client generators and validators can trust it:
+`tests/test_http_fuzz.py` runs schemathesis with every check (`--checks all`, stateful phase
+included) against it and fails on any disagreement. A limit added to a route belongs here too.
+Which operations need a bearer token is read from here by the app (`bearer_required`): a request
+to one of them without `Authorization: Bearer <token>` is answered 401 before anything else.
+"""
 from __future__ import annotations
 
 import copy
+import re
 
 _REF = "#/components/"
+
+# Limits the server enforces (sql/api/*.sql, pyapp/app.py), stated once for the document.
+NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[^ ]",
+        "description": "1 to 200 characters, not only spaces (surrounding spaces are removed)."}
+DESCRIPTION = {"type": "string", "maxLength": 5000, "description": "At most 5000 characters (surrounding spaces are removed)."}
+# The shape app.py checks before api.checkout's own limit (a non-empty object of at most 4096
+# characters as jsonb text): 12 members, names of 1..32 and values of at most 100 characters,
+# without control characters, stay below 4096 even when every character is escaped.
+ADDRESS_MEMBERS, ADDRESS_KEY_LEN, ADDRESS_VALUE_LEN = 12, 32, 100
+NO_CONTROL = "^[^\\u0000-\\u001f]*$"
+# White space spelled out (ECMA-262's \s, which includes every character PostgreSQL's [[:space:]]
+# matches): Python's \s and a JSON Schema validator's would disagree on a few control characters.
+_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+EMAIL_PATTERN = rf"^ *[^@{_SPACE}]+@[^@{_SPACE}]+\.[^@{_SPACE}]+ *$"
+ETAG_PATTERN = r'^[ \t]*(W/)?"?([0-9]{1,10})"?[ \t]*$'
 
 
 def _ref(kind: str, name: str) -> dict:
@@ -14,12 +37,15 @@ def _json(schema: dict) -> dict:
     return {"application/json": {"schema": schema}}
 
 
-def _ok(description: str, schema: dict | None = None, headers: dict | None = None) -> dict:
+def _ok(description: str, schema: dict | None = None, headers: dict | None = None,
+        links: dict | None = None) -> dict:
     out: dict = {"description": description}
     if schema is not None:
         out["content"] = _json(schema)
     if headers:
         out["headers"] = headers
+    if links:
+        out["links"] = links
     return out
 
 
@@ -31,15 +57,29 @@ def _body(schema: dict, required: bool = True) -> dict:
     return {"required": required, "content": _json(schema)}
 
 
+def _nullable(schema: dict) -> dict:
+    """`schema` or JSON null (the server reads null as absent)."""
+    out = dict(schema)
+    out["type"] = [schema["type"], "null"]
+    return out
+
+
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-_PRODUCT_ID = {"name": "productId", "in": "path", "required": True, "schema": {"type": "string"}}
-_ORDER_ID = {"name": "orderId", "in": "path", "required": True, "schema": {"type": "string"}}
-_ETAG = {"ETag": {"description": 'The product version, quoted: "3".', "schema": {"type": "string"}}}
+_SCRIPT = {"text/javascript": {"schema": {"type": "string"}}}
+_PATH_ID = {"type": "string", "minLength": 1}
+_PRODUCT_ID = {"name": "productId", "in": "path", "required": True, "schema": _PATH_ID}
+_ORDER_ID = {"name": "orderId", "in": "path", "required": True, "schema": _PATH_ID}
+_ETAG = {"ETag": {"description": 'The product version, quoted: "3".', "required": True,
+                  "schema": {"type": "string", "pattern": '^"[0-9]+"$'}}}
+_LOCATION = {"Location": {"description": "Where the new resource is read.", "required": True,
+                          "schema": {"type": "string"}}}
 
 _ERROR_TEXT = {
     400: "Invalid request: malformed JSON, wrong types, missing fields, out-of-range values "
          "(INVALID_JSON, INVALID_ARGUMENT), INSUFFICIENT_STOCK (title \"Stock insuficiente\", with "
-         "`products`) or EMPTY_CART.",
+         "`products`) or EMPTY_CART. A few depend on the state, not on the request's shape: "
+         "INSUFFICIENT_STOCK, EMPTY_CART, a cart line growing past 10000 units, an order total past "
+         "99,999,999.99, a stock raise past 1,000,000,000 units with those of open orders.",
     401: "Missing, invalid, expired or revoked bearer token (UNAUTHENTICATED), or a missing, bad, "
          "stale or reused webhook signature (INVALID_SIGNATURE).",
     403: "The user's role may not do this (FORBIDDEN).",
@@ -57,12 +97,15 @@ _ERROR_TEXT = {
          "pair only; the password is not checked), or more sign-ups from one client in an hour than "
          "REGISTRATIONS_PER_CLIENT_PER_HOUR. `Retry-After` and `retryAfter` give the seconds to wait.",
     500: "Unexpected error (INTERNAL_ERROR); no internals are disclosed, the requestId finds the log line.",
-    503: ("MAINTENANCE (writes paused), WEBHOOK_NOT_CONFIGURED (no webhook key set), NOT_MIGRATED (the database lacks this version's schema), BUSY (login and "
-          "sign-up: every password-hashing slot of the server is taken), DATABASE_UNAVAILABLE (member `database`: `unreachable`, or `busy` when "
-          "every pooled connection of the server is in use) or TIMEOUT; always with `Retry-After`."),
+    503: ("MAINTENANCE (writes paused), WEBHOOK_NOT_CONFIGURED (no webhook key set), NOT_MIGRATED (the "
+          "database lacks this version's schema), BUSY (login and sign-up: every password-hashing slot "
+          "of the server is taken), DATABASE_UNAVAILABLE (member `database`: `unreachable`, or `busy` "
+          "when every pooled connection of the server is in use) or TIMEOUT; always with `Retry-After`."),
 }
 
-_RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+# Every operation that reads a bearer token, a header or the query string may answer 400 (a value
+# that is not UTF-8), and every one that reaches the database 503.
+_RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 
 
 def _components() -> dict:
@@ -93,43 +136,60 @@ def _components() -> dict:
     responses = {}
     for status, text in _ERROR_TEXT.items():
         r = {"description": text, "content": {"application/problem+json": {"schema": _ref("schemas", "Problem")}}}
-        if status in (409, 429, 503):
+        if status in (429, 503):  # always sent
+            r["headers"] = {"Retry-After": {**_RETRY_AFTER, "required": True}}
+        elif status == 409:  # only where a retry can succeed
             r["headers"] = {"Retry-After": _RETRY_AFTER}
+        if status == 401:
+            r["headers"] = {"WWW-Authenticate": {
+                "description": "`Bearer` when the request carried no bearer token.", "schema": {"type": "string"}}}
         responses[f"E{status}"] = r
     money = {"type": "number", "minimum": 0, "maximum": 99999999.99}
+    stamp = {"type": "string", "format": "date-time"}
+    stamp_or_null = {"type": ["string", "null"], "format": "date-time"}
+    order_item = {"type": "object", "required": ["productId", "quantity", "unitPrice"], "properties": {
+        "productId": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}, "unitPrice": money}}
     schemas = {
         "Problem": problem,
-        "User": {"type": "object", "properties": {
+        "User": {"type": "object", "required": ["id", "email", "name", "role", "createdAt"], "properties": {
             "id": {"type": "string"}, "email": {"type": "string"}, "name": {"type": "string"},
-            "role": {"enum": ["BUYER", "SELLER", "ADMIN"]}, "createdAt": {"type": "string", "format": "date-time"}}},
-        "Product": {"type": "object", "properties": {
+            "role": {"enum": ["BUYER", "SELLER", "ADMIN"]}, "createdAt": stamp}},
+        "Product": {"type": "object", "required": [
+            "id", "name", "description", "price", "stock", "version", "sellerId", "maxPerBuyer", "createdAt",
+            "updatedAt"], "properties": {
             "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
             "price": money, "stock": {"type": "integer", "minimum": 0}, "version": {"type": "integer", "minimum": 1},
-            "sellerId": {"type": "string"}, "createdAt": {"type": "string"}, "updatedAt": {"type": "string"},
+            "sellerId": {"type": "string"}, "createdAt": stamp, "updatedAt": stamp,
             "maxPerBuyer": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000,
                             "description": "Units one buyer may hold unpaid or buy in one order (null: no cap)."}}},
-        "ProductPage": {"type": "object", "properties": {
+        "ProductPage": {"type": "object", "required": ["items", "next"], "properties": {
             "items": {"type": "array", "items": _ref("schemas", "Product")},
             "next": {"type": ["string", "null"], "description": "Pass as ?after= for the next page."}}},
-        "CartLine": {"type": "object", "properties": {
-            "productId": {"type": "string"}, "quantity": {"type": "integer"}}},
-        "Cart": {"type": "object", "properties": {
-            "items": {"type": "array", "items": {"type": "object", "properties": {
+        "CartLine": {"type": "object", "required": ["productId", "quantity"], "properties": {
+            "productId": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1, "maximum": 10000}}},
+        "Cart": {"type": "object", "required": ["items", "total"], "properties": {
+            "items": {"type": "array", "items": {"type": "object", "required": [
+                "productId", "name", "unitPrice", "quantity", "available"], "properties": {
                 "productId": {"type": "string"}, "name": {"type": "string"}, "unitPrice": money,
                 "quantity": {"type": "integer"}, "available": {"type": "integer"}}}},
             "total": {"type": "number"}}},
-        "Order": {"type": "object", "properties": {
+        "Order": {"type": "object", "required": [
+            "id", "userId", "status", "total", "shippingAddress", "idempotencyKey", "createdAt", "updatedAt",
+            "items"], "properties": {
             "id": {"type": "string"}, "userId": {"type": "string"},
             "status": {"enum": ["PENDING_PAYMENT", "PAID", "PAYMENT_FAILED", "CANCELLED", "SHIPPED", "DELIVERED"]},
             "total": {"type": "number"}, "shippingAddress": {"type": "object"},
             "idempotencyKey": {"type": ["string", "null"]}, "replayed": {"type": "boolean"},
             "changed": {"type": "boolean", "description": "Webhook only: whether this delivery changed the order."},
-            "items": {"type": "array", "items": {"type": "object", "properties": {
-                "productId": {"type": "string"}, "quantity": {"type": "integer"}, "unitPrice": money}}}}},
-        "OrderList": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("schemas", "Order")}}},
-        "Maintenance": {"type": "object", "properties": {
-            "maintenance": {"type": "boolean"}, "since": {"type": ["string", "null"]}}},
-        "Health": {"type": "object", "properties": {
+            "paymentReference": {"type": ["string", "null"]}, "createdAt": stamp, "updatedAt": stamp,
+            "paidAt": stamp_or_null, "cancelledAt": stamp_or_null, "cancelReason": {"type": ["string", "null"]},
+            "smoke": {"type": "boolean", "description": "Only on checkouts of the smoke test's account."},
+            "items": {"type": "array", "items": order_item}}},
+        "OrderList": {"type": "object", "required": ["items"],
+                      "properties": {"items": {"type": "array", "items": _ref("schemas", "Order")}}},
+        "Maintenance": {"type": "object", "required": ["maintenance", "since"], "properties": {
+            "maintenance": {"type": "boolean"}, "since": stamp_or_null}},
+        "Health": {"type": "object", "required": ["status", "database", "migrations", "maintenance"], "properties": {
             "status": {"enum": ["ok", "degraded"]}, "database": {"type": "string"},
             "migrations": {"enum": ["ok", "pending"]}, "migrationsMissing": {"type": "array", "items": {"type": "string"}},
             "maintenance": {"type": "boolean"}}},
@@ -140,92 +200,163 @@ def _components() -> dict:
                 "ordersLastHour": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "negativeStock": {"type": "integer", "description": "Products with stock below 0 (0 while the CHECK holds)."},
                 "negativeStockProducts": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
-                "unpaidPastHold": {"type": "integer", "description": "PENDING_PAYMENT or PAYMENT_FAILED orders older than the hold window."},
+                "unpaidPastHold": {"type": "integer",
+                                   "description": "PENDING_PAYMENT or PAYMENT_FAILED orders older than the hold window."},
                 "holdMinutes": {"type": "number"}, "products": {"type": "integer"}, "at": {"type": "string"}}},
-            "checkout": {"type": "object", "description": "Cumulative checkout counters of the answering worker process.", "properties": {
+            "checkout": {"type": "object", "description": "Cumulative checkout counters of the answering worker process.",
+                         "properties": {
                 "scope": {"enum": ["process", "all"]}, "pid": {"type": "integer"},
                 "checkouts": {"type": "integer"}, "byOutcome": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "conflicts": {"type": "integer", "description": "Checkouts answered 409 CONCURRENCY_CONFLICT."},
                 "conflictsSeen": {"type": "integer", "description": "Conflicts on every route, retried attempts included."},
                 "retries": {"type": "integer", "description": "Server-side retries on every route."},
-                "latency": {"type": "object", "description": "Checkout latency histogram, cumulative counts per upper bound.", "properties": {
-                    "le": {"type": "array", "items": {"type": ["number", "null"]}, "description": "Upper bounds in seconds; null is +Inf."},
+                "latency": {"type": "object", "description": "Checkout latency histogram, cumulative counts per upper bound.",
+                            "properties": {
+                    "le": {"type": "array", "items": {"type": ["number", "null"]},
+                           "description": "Upper bounds in seconds; null is +Inf."},
                     "counts": {"type": "array", "items": {"type": "integer"}}}}}},
             "refreshSeconds": {"type": "integer"}}},
     }
     return {"schemas": schemas, "responses": responses,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Token from POST /api/auth/login, valid 24 hours."}}}
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "Token from POST /api/auth/login, valid 24 hours."},
+                "metricsToken": {"type": "http", "scheme": "bearer",
+                                 "description": "METRICS_TOKEN, when the server sets one (GET /metrics only)."}}}
 
 
 def _paths() -> dict:
     qty = {"type": "integer", "minimum": 1, "maximum": 10000}
+    price = {"type": "number", "minimum": 0, "maximum": 99999999.99, "multipleOf": 0.01,
+             "description": "At most 2 decimals."}
+    stock = {"type": "integer", "minimum": 0, "maximum": 1000000000}
+    max_per_buyer = {"type": ["integer", "null"], "minimum": 1, "maximum": 10000,
+                     "description": "Units one buyer may hold unpaid or buy in one order (null: no cap)."}
+    limit = {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+             "description": "Given once; an empty value is refused."}
+    address = {
+        "type": "object", "minProperties": 1, "maxProperties": ADDRESS_MEMBERS,
+        "propertyNames": {"minLength": 1, "maxLength": ADDRESS_KEY_LEN, "pattern": NO_CONTROL},
+        "additionalProperties": {"type": "string", "maxLength": ADDRESS_VALUE_LEN, "pattern": NO_CONTROL},
+        "description": f"1 to {ADDRESS_MEMBERS} members such as street, city, zip, country: names of 1 to "
+                       f"{ADDRESS_KEY_LEN} and string values of at most {ADDRESS_VALUE_LEN} characters, without "
+                       "control characters.",
+        "examples": [{"street": "Calle Mayor 1", "city": "Madrid", "zip": "28013"}]}
     S = lambda n: _ref("schemas", n)  # noqa: E731
+    product_links = {
+        "GetProduct": {"operationId": "getProduct", "parameters": {"productId": "$response.body#/id"},
+                       "description": "The product just listed."},
+        "UpdateProduct": {"operationId": "updateProduct",
+                          "parameters": {"productId": "$response.body#/id", "header.If-Match": "$response.header.ETag"},
+                          "description": "Edit the product at the version just read."},
+        "AddToCart": {"operationId": "addToCart",
+                      "requestBody": {"productId": "$response.body#/id", "quantity": 1},
+                      "description": "Put one unit of it in the cart."},
+    }
+    cart_links = {
+        "Checkout": {"operationId": "checkout",
+                     "requestBody": {"shippingAddress": {"street": "Calle Mayor 1", "city": "Madrid", "zip": "28013"}},
+                     "description": "Check the cart out (which empties it: hence no link to the line itself)."},
+    }
+    order_links = {
+        "GetOrder": {"operationId": "getOrder", "parameters": {"orderId": "$response.body#/id"},
+                     "description": "The order just placed."},
+        "CancelOrder": {"operationId": "cancelOrder", "parameters": {"orderId": "$response.body#/id"},
+                        "description": "Cancel it; its stock returns."},
+    }
     return {
         "/api/auth/register": {"post": {
             "summary": "Register as a BUYER (default) or SELLER.", "operationId": "register",
             "requestBody": _body({"type": "object", "required": ["email", "password", "name"], "properties": {
-                "email": {"type": "string", "format": "email"}, "password": {"type": "string", "minLength": 8},
-                "name": {"type": "string"}, "role": {"enum": ["BUYER", "SELLER"]}}}),
+                "email": {"type": "string", "maxLength": 254, "pattern": EMAIL_PATTERN,
+                          "description": "An address such as name@example.com (surrounding spaces are removed)."},
+                "password": {"type": "string", "minLength": 8, "maxLength": 1024},
+                "name": NAME, "role": {"enum": ["BUYER", "SELLER", None], "default": "BUYER"}}}),
             "responses": {"201": _ok("Registered.", S("User")), **_errors(400, 403, 409, 413, 429, 503)}}},
         "/api/auth/login": {"post": {
             "summary": "Exchange email and password for a bearer token.", "operationId": "login",
             "requestBody": _body({"type": "object", "required": ["email", "password"], "properties": {
-                "email": {"type": "string"}, "password": {"type": "string"}}}),
-            "responses": {"200": _ok("A token.", {"type": "object", "properties": {
+                "email": {"type": "string", "maxLength": 254, "pattern": "[^ ]"},
+                "password": {"type": "string", "maxLength": 1024}}}),
+            "responses": {"200": _ok("A token.", {"type": "object", "required": [
+                "token", "tokenType", "expiresAt", "userId", "role"], "properties": {
                 "token": {"type": "string"}, "tokenType": {"const": "Bearer"}, "expiresAt": {"type": "string"},
                 "userId": {"type": "string"}, "role": {"type": "string"}}}), **_errors(400, 401, 413, 429, 503)}}},
         "/api/auth/logout": {"post": {
             "summary": "Revoke the bearer token used.", "operationId": "logout", "security": _BEARER,
-            "responses": {"200": _ok("Revoked.", {"type": "object", "properties": {"revoked": {"type": "boolean"}}}),
-                          **_errors(401, 503)}}},
+            "responses": {"200": _ok("Revoked.", {"type": "object", "required": ["revoked"],
+                                                  "properties": {"revoked": {"type": "boolean"}}}),
+                          **_errors(400, 401, 413, 503)}}},
         "/api/marketplace/products": {
             "get": {"summary": "A page of products in id order (keyset pagination).", "operationId": "listProducts",
                     "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-                        {"name": "after", "in": "query", "schema": {"type": "string"}, "description": "The previous page's `next`."}],
+                        limit,
+                        {"name": "after", "in": "query", "schema": {"type": "string", "maxLength": 200},
+                         "description": "The previous page's `next`."}],
                     "responses": {"200": _ok("A page.", S("ProductPage")), **_errors(400, 503)}},
             "post": {"summary": "List a new product (SELLER or ADMIN).", "operationId": "createProduct",
                      "security": _BEARER,
                      "requestBody": _body({"type": "object", "required": ["name", "price", "stock"], "properties": {
-                         "name": {"type": "string"}, "description": {"type": "string"},
-                         "price": {"type": "number", "minimum": 0}, "stock": {"type": "integer", "minimum": 0},
-                         "maxPerBuyer": {"type": "integer", "minimum": 1, "maximum": 10000}}}),
-                     "responses": {"201": _ok("Created.", S("Product"), _ETAG), **_errors(400, 401, 403, 413, 503)}}},
+                         "name": NAME, "description": _nullable(DESCRIPTION), "price": price, "stock": stock,
+                         "maxPerBuyer": max_per_buyer}}),
+                     "responses": {"201": _ok("Created.", S("Product"), {**_ETAG, **_LOCATION}, product_links),
+                                   **_errors(400, 401, 403, 413, 503)}}},
         "/api/marketplace/products/{productId}": {
             "parameters": [_PRODUCT_ID],
             "get": {"summary": "One product; its version is the ETag.", "operationId": "getProduct",
-                    "responses": {"200": _ok("The product.", S("Product"), _ETAG),
+                    "responses": {"200": _ok("The product.", S("Product"), _ETAG,
+                                             {"UpdateProduct": product_links["UpdateProduct"]}),
                                   "304": {"description": "If-None-Match matched the current version."},
-                                  **_errors(404, 503)}},
+                                  **_errors(400, 404, 503)}},
             "patch": {"summary": "Edit a product (its seller or an ADMIN), guarded by its version.",
+                      "description": "Give the version read as `If-Match`, or as `\"version\"` in the body: "
+                                     "without either the answer is 428 (a rule across a header and the body, "
+                                     "which OpenAPI cannot state). Give `stock` (the new stock) or `stockDelta` "
+                                     "(added to it), not both. Unknown fields are refused.",
                       "operationId": "updateProduct", "security": _BEARER,
-                      "parameters": [{"name": "If-Match", "in": "header", "schema": {"type": "string"},
-                                      "description": 'The version read, as "<version>"; or send "version" in the body.'}],
-                      "requestBody": _body({"type": "object", "properties": {
-                          "version": {"type": "integer"}, "name": {"type": "string"}, "description": {"type": "string"},
-                          "price": {"type": "number"}, "stock": {"type": "integer", "description": "New absolute stock."},
-                          "stockDelta": {"type": "integer", "description": "Added to the stock."},
-                          "maxPerBuyer": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000,
-                                          "description": "Units one buyer may hold unpaid (null: no cap)."}}}),
+                      "parameters": [{"name": "If-Match", "in": "header",
+                                      "schema": {"type": "string", "pattern": ETAG_PATTERN},
+                                      "description": 'The version read, as "<version>" (the ETag); or send '
+                                                     '"version" in the body. A version the product does not '
+                                                     'have is stale (409).'}],
+                      "requestBody": _body({
+                          "type": "object", "additionalProperties": False,
+                          "properties": {
+                              "version": {"type": "integer", "minimum": -2147483648, "maximum": 2147483647,
+                                          "description": "The version read, when If-Match is not sent (a "
+                                                         "version the product does not have is stale: 409)."},
+                              "name": NAME, "description": DESCRIPTION, "price": price,
+                              "stock": {**stock, "description": "New absolute stock."},
+                              "stockDelta": {"type": "integer", "minimum": -1000000000, "maximum": 1000000000,
+                                             "description": "Added to the stock."},
+                              "maxPerBuyer": max_per_buyer},
+                          "anyOf": [{"required": [k]} for k in
+                                    ("name", "description", "price", "stock", "stockDelta", "maxPerBuyer")],
+                          "not": {"required": ["stock", "stockDelta"]}}),
                       "responses": {"200": _ok("Updated.", S("Product"), _ETAG),
                                     **_errors(400, 401, 403, 404, 409, 413, 428, 503)}}},
         "/api/marketplace/cart": {"get": {
             "summary": "The caller's cart.", "operationId": "getCart", "security": _BEARER,
-            "responses": {"200": _ok("The cart.", S("Cart")), **_errors(401, 503)}}},
+            "responses": {"200": _ok("The cart.", S("Cart")), **_errors(400, 401, 503)}}},
         "/api/marketplace/cart/items": {"post": {
             "summary": "Add units of a product to the cart (reserves nothing).", "operationId": "addToCart",
+            "description": "The line's new quantity may not exceed 10000 units (400).",
             "security": _BEARER,
             "requestBody": _body({"type": "object", "required": ["productId", "quantity"], "properties": {
-                "productId": {"type": "string"}, "quantity": qty}}),
-            "responses": {"201": _ok("The cart line.", S("CartLine")), **_errors(400, 401, 404, 409, 413, 503)}}},
+                "productId": {"type": "string", "maxLength": 200}, "quantity": qty}}),
+            "responses": {"201": _ok("The cart line.", S("CartLine"), links=cart_links),
+                          **_errors(400, 401, 404, 409, 413, 503)}}},
         "/api/marketplace/cart/items/{productId}": {
             "parameters": [_PRODUCT_ID],
             "patch": {"summary": "Set a cart line's quantity.", "operationId": "setCartQuantity", "security": _BEARER,
                       "requestBody": _body({"type": "object", "required": ["quantity"], "properties": {"quantity": qty}}),
-                      "responses": {"200": _ok("The cart line.", S("CartLine")), **_errors(400, 401, 404, 503)}},
+                      "responses": {"200": _ok("The cart line.", S("CartLine")),
+                                    **_errors(400, 401, 404, 409, 413, 503)}},
             "delete": {"summary": "Remove a cart line.", "operationId": "removeFromCart", "security": _BEARER,
-                       "responses": {"200": _ok("Removed.", {"type": "object"}), **_errors(401, 404, 503)}}},
+                       "responses": {"200": _ok("Removed.", {"type": "object", "required": ["productId", "removed"],
+                                                             "properties": {"productId": {"type": "string"},
+                                                                            "removed": {"const": True}}}),
+                                     **_errors(400, 401, 404, 413, 503)}}},
         "/api/marketplace/checkout": {"post": {
             "summary": "Turn the whole cart into one PENDING_PAYMENT order, atomically.",
             "description": "Transient conflicts are retried by the server (at most 4 attempts within 2 s); "
@@ -233,44 +364,56 @@ def _paths() -> dict:
                            "with the same Idempotency-Key and payload answers 201 with the original order and "
                            "`Idempotent-Replayed: true`, creating nothing.",
             "operationId": "checkout", "security": _BEARER,
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}}],
+            "parameters": [{"name": "Idempotency-Key", "in": "header",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
             "requestBody": _body({"type": "object", "required": ["shippingAddress"], "properties": {
-                "shippingAddress": {"type": "object"}}}),
+                "shippingAddress": address}}),
             "responses": {"201": _ok("The order (new, or the original on a replay).", S("Order"), {
-                "Location": {"schema": {"type": "string"}},
-                "Idempotent-Replayed": {"description": "`true` on a replay.", "schema": {"type": "string"}}}),
+                **_LOCATION,
+                "Idempotent-Replayed": {"description": "`true` on a replay.", "schema": {"const": "true"}}},
+                order_links),
                 **_errors(400, 401, 404, 409, 413, 422, 503)}}},
         "/api/marketplace/orders": {"get": {
             "summary": "The caller's orders, newest first.", "operationId": "listOrders", "security": _BEARER,
-            "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+            "parameters": [limit],
             "responses": {"200": _ok("Orders.", S("OrderList")), **_errors(400, 401, 503)}}},
         "/api/marketplace/orders/{orderId}": {
             "parameters": [_ORDER_ID],
             "get": {"summary": "One of the caller's orders (404 for another user's).", "operationId": "getOrder",
-                    "security": _BEARER, "responses": {"200": _ok("The order.", S("Order")), **_errors(401, 404, 503)}}},
+                    "security": _BEARER, "responses": {"200": _ok("The order.", S("Order")),
+                                                       **_errors(400, 401, 404, 503)}}},
         "/api/marketplace/orders/{orderId}/cancel": {
             "parameters": [_ORDER_ID],
             "post": {"summary": "Cancel a not-yet-shipped order; its stock returns exactly once.",
                      "operationId": "cancelOrder", "security": _BEARER,
-                     "responses": {"200": _ok("The cancelled order.", S("Order")), **_errors(401, 404, 409, 503)}}},
+                     "responses": {"200": _ok("The cancelled order.", S("Order")),
+                                   **_errors(400, 401, 404, 409, 413, 503)}}},
         "/api/marketplace/payments/webhook": {"post": {
             "summary": "Payment provider callback, signed with PAYMENT_WEBHOOK_SECRET.",
-            "description": "X-Signature is the hex HMAC-SHA256 of `<X-Signature-Timestamp>.<raw body>`. A timestamp "
-                           "more than 5 minutes from now, a wrong signature or one already accepted answers 401. "
-                           "A new delivery of an outcome already recorded answers 200 with `changed: false`.",
+            "description": "X-Signature is the hex HMAC-SHA256 of `<X-Signature-Timestamp>.<raw body>`. A missing "
+                           "or malformed signature header, a timestamp more than 5 minutes from now, a wrong "
+                           "signature or one already accepted answers 401 (also on a server with no webhook key; "
+                           "a well-formed signature there answers 503 WEBHOOK_NOT_CONFIGURED). The body is read "
+                           "only after the signature matched. A new delivery of an outcome already recorded "
+                           "answers 200 with `changed: false`.",
             "operationId": "paymentWebhook",
-            "parameters": [{"name": "X-Signature-Timestamp", "in": "header", "required": True, "schema": {"type": "string"}},
-                           {"name": "X-Signature", "in": "header", "required": True, "schema": {"type": "string"}}],
+            "parameters": [{"name": "X-Signature-Timestamp", "in": "header", "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
+                            "description": "Unix time in seconds."},
+                           {"name": "X-Signature", "in": "header", "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                            "description": "Hex HMAC-SHA256."}],
             "requestBody": _body({"type": "object", "required": ["orderId", "status"], "properties": {
-                "orderId": {"type": "string"}, "status": {"enum": ["succeeded", "failed"]},
-                "reference": {"type": "string"}}}),
-            "responses": {"200": _ok("Recorded.", S("Order")), **_errors(400, 401, 404, 409, 503)}}},
+                "orderId": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "[^ ]"},
+                "status": {"enum": ["succeeded", "failed"]},
+                "reference": {"type": ["string", "null"], "maxLength": 200}}}),
+            "responses": {"200": _ok("Recorded.", S("Order")), **_errors(400, 401, 404, 409, 413, 503)}}},
         "/admin/maintenance/enable": {"post": {
             "summary": "Pause every write (ADMIN).", "operationId": "maintenanceEnable", "security": _BEARER,
-            "responses": {"200": _ok("On.", S("Maintenance")), **_errors(401, 403, 503)}}},
+            "responses": {"200": _ok("On.", S("Maintenance")), **_errors(400, 401, 403, 413, 503)}}},
         "/admin/maintenance/disable": {"post": {
             "summary": "Resume writes (ADMIN).", "operationId": "maintenanceDisable", "security": _BEARER,
-            "responses": {"200": _ok("Off.", S("Maintenance")), **_errors(401, 403, 503)}}},
+            "responses": {"200": _ok("Off.", S("Maintenance")), **_errors(400, 401, 403, 413, 503)}}},
         "/admin/dashboard": {"get": {
             "summary": "The operator dashboard page (HTML shell; its figures need an ADMIN token).",
             "description": "Self-contained HTML: open `/admin/dashboard#token=<ADMIN token>` or sign in on the page. "
@@ -280,22 +423,23 @@ def _paths() -> dict:
             "responses": {"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/admin/dashboard/dashboard.js": {"get": {
             "summary": "The dashboard's script.", "operationId": "dashboardScript",
-            "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
+            "responses": {"200": {"description": "JavaScript.", "content": _SCRIPT}}}},
         "/admin/dashboard/dashboard.css": {"get": {
             "summary": "The dashboard's style sheet.", "operationId": "dashboardStyle",
             "responses": {"200": {"description": "CSS.", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
         "/admin/dashboard/data": {"get": {
             "summary": "The dashboard's figures (ADMIN): database state and the checkout counters.",
             "operationId": "dashboardData", "security": _BEARER,
-            "responses": {"200": _ok("The figures.", S("Dashboard")), **_errors(401, 403, 503)}}},
+            "responses": {"200": _ok("The figures.", S("Dashboard")), **_errors(400, 401, 403, 503)}}},
         "/health": {"get": {
             "summary": "Liveness and readiness.", "operationId": "health",
             "responses": {"200": _ok("Up.", S("Health")), **_errors(503)}}},
         "/metrics": {"get": {
             "summary": "Prometheus text format: every worker's counters and the database's figures (cached up to "
                        "15 s). With METRICS_TOKEN set, send it as a bearer token.", "operationId": "metrics",
+            "security": [{}, {"metricsToken": []}],
             "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                          **_errors(401)}}},
+                          **_errors(400, 401)}}},
         "/": {"get": {
             "summary": "What this server is, with links to the reference, health and the operator page "
                        "(HTML for a browser that accepts text/html, JSON otherwise).", "operationId": "index",
@@ -303,13 +447,13 @@ def _paths() -> dict:
                 "application/json": {"schema": {"type": "object", "properties": {
                     "name": {"type": "string"}, "version": {"type": "string"},
                     "links": {"type": "object", "additionalProperties": {"type": "string"}}}}},
-                "text/html": {"schema": {"type": "string"}}}}}}},
+                "text/html": {"schema": {"type": "string"}}}}, **_errors(400)}}},
         "/docs": {"get": {
             "summary": "A readable API reference, rendered in the browser from /openapi.json.", "operationId": "docs",
             "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/docs/docs.js": {"get": {
             "summary": "The reference page's script.", "operationId": "docsScript",
-            "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": {"type": "string"}}}}}}},
+            "responses": {"200": {"description": "JavaScript.", "content": _SCRIPT}}}},
         "/docs/docs.css": {"get": {
             "summary": "The reference page's style sheet.", "operationId": "docsStyle",
             "responses": {"200": {"description": "CSS.", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
@@ -319,11 +463,14 @@ def _paths() -> dict:
     }
 
 
-_DOC = {
+_DOC: dict = {
     "openapi": "3.1.0",
     "info": {"title": "Artisan marketplace API", "version": "1.0.0",
              "description": "Every error is application/problem+json (RFC 9457) with type, title, status, "
-                            "detail and code. Bodies are limited to 64 KiB."},
+                            "detail and code. Bodies are limited to 64 KiB. No string may hold the character "
+                            "U+0000 (PostgreSQL text cannot), and a header or query string that is not UTF-8 is "
+                            "refused (400). An operation that needs a bearer token answers 401 to a request "
+                            "without one before it looks at anything else."},
     "paths": _paths(),
     "components": _components(),
 }
@@ -331,3 +478,17 @@ _DOC = {
 
 def document() -> dict:
     return copy.deepcopy(_DOC)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def bearer_required(method: str, rule: str) -> bool:
+    """Whether the operation of a Bottle route (`/api/marketplace/products/<product_id>`) needs a
+    bearer token, as its `security` says (optional security, such as /metrics', does not count)."""
+    path = re.sub(r"<(\w+)(?::[^>]*)?>", lambda m: "{" + _camel(m.group(1)) + "}", rule)
+    op = _DOC["paths"].get(path, {}).get(method.lower()) or {}
+    security = op.get("security") or []
+    return bool(security) and all("bearer" in requirement for requirement in security)

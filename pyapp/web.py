@@ -32,7 +32,7 @@ import psycopg
 from bottle import request, response
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from pyapp import config
+from pyapp import auth, config, openapi
 from pyapp.metrics import METRICS, STATS, checkout_outcome
 
 MAX_BODY = 64 * 1024
@@ -387,7 +387,7 @@ def field(body: dict, name: str, kind: str, required: bool = True, max_len: int 
             raise bad_request(f"{name} must be a string of at most {max_len} characters", name)
         return v
     if kind == "int":
-        if isinstance(v, Decimal) and v.is_finite() and v == v.to_integral_value() and abs(v) < 2 ** 31:
+        if isinstance(v, Decimal) and v.is_finite() and v == v.to_integral_value() and INT32[0] <= v <= INT32[1]:
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int) or not INT32[0] <= v <= INT32[1]:
             raise bad_request(f"{name} must be an integer between {INT32[0]} and {INT32[1]}", name)
@@ -405,9 +405,16 @@ def field(body: dict, name: str, kind: str, required: bool = True, max_len: int 
     raise ValueError(kind)
 
 
+def _given_once(name: str) -> None:
+    if len(request.query.getall(name)) > 1:
+        raise bad_request(f"query parameter {name} may be given only once", name)
+
+
 def query_int(name: str, default: int) -> int:
+    """An integer query parameter, or `default` when it is absent; an empty value is refused."""
+    _given_once(name)
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not re.fullmatch(r"-?[0-9]{1,10}", raw) or not INT32[0] <= int(raw) <= INT32[1]:
         raise bad_request(f"query parameter {name} must be an integer", name)
@@ -415,6 +422,7 @@ def query_int(name: str, default: int) -> int:
 
 
 def query_str(name: str, max_len: int = 200) -> str | None:
+    _given_once(name)
     raw = request.query.getunicode(name)
     if raw is None or raw == "":
         return None
@@ -523,6 +531,9 @@ class ApiPlugin:
         retry = route.config.get("retry", True)
         metric = route.config.get("metric")
         db_timeout = route.config.get("db_timeout")
+        # The document's `security` says which operations need a bearer token: without one, 401
+        # before the body, a header or the database is looked at (the token itself is checked there).
+        bearer = openapi.bearer_required(route.method, route.rule)
         plugin = self
 
         def wrapper(*args, **kwargs):
@@ -532,6 +543,10 @@ class ApiPlugin:
             status, code = 500, None
             counted_by_error_handler = False
             try:
+                if bearer and auth.bearer_hash(request.get_header("Authorization")) is None:
+                    raise Problem(401, "UNAUTHENTICATED", "Authentication required",
+                                  "send Authorization: Bearer <token> (from POST /api/auth/login)",
+                                  headers={"WWW-Authenticate": "Bearer"})
                 if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                     _read_body()
                 if wants_db:

@@ -384,6 +384,68 @@ def test_payment_webhook(http_app, http_db, seller):
     problem(requests.post(u, data=raw4, headers=h4), 400)
 
 
+def test_webhook_without_a_key_refuses_a_missing_signature_as_401(http_app, http_db, seller):
+    """With no webhook key configured, a delivery without its signature headers is still 401 (the
+    database checks their shape before it looks for a key); a well-formed one is 503, to be retried."""
+    from tests.http_server import seed_webhook_secret
+
+    u = http_app.url + "/api/marketplace/payments/webhook"
+    raw, h = signed({"orderId": "o1", "status": "failed"})
+    with psycopg.connect(http_db[0], autocommit=True) as c:
+        c.execute("DELETE FROM internal.webhook_secret")
+    try:
+        problem(requests.post(u, data=raw), 401, "INVALID_SIGNATURE")
+        problem(requests.post(u, data=raw, headers={"X-Signature-Timestamp": h["X-Signature-Timestamp"]}), 401,
+                "INVALID_SIGNATURE")
+        problem(requests.post(u, data=raw, headers={"X-Signature": h["X-Signature"]}), 401, "INVALID_SIGNATURE")
+        r = requests.post(u, data=raw, headers=h)
+        problem(r, 503, "WEBHOOK_NOT_CONFIGURED")
+        assert int(r.headers["Retry-After"]) > 0
+    finally:
+        seed_webhook_secret(http_db[0])
+
+
+def test_limits_the_document_states_hold_at_their_edges(http_app, http_db, seller):
+    """What schemathesis found where the server and the document disagreed (tests/test_http_fuzz.py)."""
+    u = http_app.url
+    p = make_product(http_app, seller[1], stock=2)
+    url = u + f"/api/marketplace/products/{p['id']}"
+    # No bearer token: 401 before the If-Match, the body or the database is looked at.
+    r = requests.patch(url, headers={"If-Match": ""}, data=b"{")
+    assert problem(r, 401, "UNAUTHENTICATED") and r.headers["WWW-Authenticate"] == "Bearer"
+    problem(requests.post(u + "/api/marketplace/checkout", data=b"not json"), 401, "UNAUTHENTICATED")
+    # A version no product has is stale, whichever way it is sent; a "version" beside If-Match is
+    # checked too; lengths count before surrounding spaces are removed.
+    problem(requests.patch(url, headers={**seller[1], "If-Match": '"9999999999"'}, json={"price": 1}), 409,
+            "CONCURRENCY_CONFLICT")
+    problem(requests.patch(url, headers=seller[1], json={"version": -2147483648.0, "price": 1}), 409)
+    problem(requests.patch(url, headers={**seller[1], "If-Match": '"1"'}, json={"version": "one", "price": 1}),
+            400, "INVALID_ARGUMENT")
+    problem(requests.patch(url, headers={**seller[1], "If-Match": '"1"'}, json={"name": " " + "n" * 200}), 400)
+    problem(requests.patch(url, headers={**seller[1], "If-Match": '"1"'}, json={"stock": 1, "stockDelta": 1}), 400)
+    problem(requests.post(u + "/api/marketplace/products", headers=seller[1],
+                          json={"name": "n" * 200 + " ", "price": 1, "stock": 1}), 400)
+    problem(requests.post(u + "/api/marketplace/products", headers=seller[1],
+                          json={"name": "Mug", "price": 1.005, "stock": 1}), 400)
+    # The shipping address: 1 to 12 string members, names up to 32 and values up to 100 characters.
+    _, buyer = make_user(http_db)
+    assert add(http_app, buyer, p["id"], 1).status_code == 201
+    for bad in ({}, {"street": {"line": "1"}}, {"zip": 28013}, {f"k{i}": "v" for i in range(13)},
+                {"street": "x" * 101}, {"k" * 33: "v"}, {"street": "a\nb"}):
+        problem(checkout(http_app, buyer, address=bad), 400, "INVALID_ARGUMENT")
+    assert checkout(http_app, buyer, address={f"k{i:02}" + "k" * 29: "\"" * 100 for i in range(12)}).status_code == 201
+    # A query parameter given twice, or empty, is refused.
+    problem(requests.get(u + "/api/marketplace/products?limit=1&limit=2"), 400)
+    problem(requests.get(u + "/api/marketplace/products?limit="), 400)
+    assert requests.get(u + "/api/marketplace/products?after=").status_code == 200
+    # An email of the document's pattern (surrounding spaces are removed), and one that is not.
+    r = requests.post(u + "/api/auth/register", json={"email": f" x{uuid.uuid4().hex[:8]}@example.com ",
+                                                      "password": PASSWORD, "name": "X"})
+    assert r.status_code == 201, r.text
+    problem(requests.post(u + "/api/auth/register", json={"email": "a\u00a0b@example.com", "password": PASSWORD,
+                                                          "name": "X"}), 400, "INVALID_ARGUMENT")
+
+
 # ---------------------------------------------------------------- maintenance
 
 

@@ -33,7 +33,7 @@ def type_of(schema: dict | None) -> str:
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
     if "enum" in schema:
-        return " or ".join(f"`{v}`" for v in schema["enum"])
+        return " or ".join(f"`{'null' if v is None else v}`" for v in schema["enum"])
     if "const" in schema:
         return f"`{schema['const']}`"
     kind = schema.get("type", "object")
@@ -95,7 +95,7 @@ def render(doc: dict) -> str:
             if method in item:
                 ops.append((path, method, item[method], item.get("parameters", [])))
     for path, method, op, _ in ops:
-        auth = "bearer" if op.get("security") else ""
+        auth = ("optional bearer" if {} in op["security"] else "bearer") if op.get("security") else ""
         anchor = f"{method}-{path}".lower().replace("/", "-").replace("{", "").replace("}", "").replace(".", "")
         out.append(f"| [`{method.upper()} {path}`](#{anchor}) | {cell(op.get('summary', ''))} | {auth} |")
     for path, method, op, shared in ops:
@@ -103,7 +103,9 @@ def render(doc: dict) -> str:
         out += ["", f'<a id="{anchor}"></a>', "", f"### `{method.upper()} {path}`", "", op.get("summary", "")]
         if op.get("description"):
             out += ["", op["description"]]
-        out += ["", "Authentication: " + ("`Authorization: Bearer <token>`." if op.get("security") else "none.")]
+        security = op.get("security") or []
+        out += ["", "Authentication: " + ("none." if not security else "`Authorization: Bearer <token>`"
+                                          + (", optional." if {} in security else "."))]
         params = shared + op.get("parameters", [])
         if params:
             out += ["", "| parameter | in | type | required | notes |", "|---|---|---|---|---|"]
