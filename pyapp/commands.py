@@ -347,7 +347,7 @@ def expire_once(url: str, hold: int, batch: int, runner: str = "manual",
                 break
         # A database whose migrations predate the record (a deploy that has not migrated yet)
         # still gets its orders expired.
-        if conn.execute("SELECT to_regprocedure('api.record_expiry_run(text, integer, interval)')").fetchone()[0]:
+        if scalar(conn, "SELECT to_regprocedure('api.record_expiry_run(text, integer, interval)')"):
             conn.execute("SELECT api.record_expiry_run(%s, %s, make_interval(secs => %s))",
                          (runner, total, every))
     return total, skipped

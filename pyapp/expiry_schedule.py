@@ -14,7 +14,7 @@ import sys
 
 import psycopg
 
-from pyapp.runtime import database
+from pyapp.runtime import database, scalar
 
 RUNNER_HEADERS = ["runner", "state", "last success", "detail"]
 
@@ -53,7 +53,7 @@ def expiry_schedule(args) -> int:
 
     with database() as db:
         with psycopg.connect(db.owner_url, autocommit=True) as conn:
-            if conn.execute("SELECT to_regprocedure('api.expiry_status()')").fetchone()[0] is None:
+            if scalar(conn, "SELECT to_regprocedure('api.expiry_status()')") is None:
                 print("pyapp: expiry-schedule: this database predates it: python -m pyapp migrate", file=sys.stderr)
                 return 1
         if args.action == "on":
@@ -66,9 +66,8 @@ def expiry_schedule(args) -> int:
 def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
     with psycopg.connect(db.owner_url) as conn:  # one transaction: committed once pg_cron has the job
         try:
-            job, schedule, command, dbname, cron_db = conn.execute(
-                "SELECT * FROM api.schedule_expiry(%s, make_interval(mins => %s), %s)",
-                (every_minutes, hold, batch)).fetchone()
+            row = conn.execute("SELECT * FROM api.schedule_expiry(%s, make_interval(mins => %s), %s)",
+                               (every_minutes, hold, batch)).fetchone()
         except psycopg.Error as exc:
             conn.rollback()
             code = _refused(exc)
@@ -76,13 +75,15 @@ def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
                 print("pyapp: the project's own cluster loads pg_cron from its next start when "
                       "postgresql-15-cron is installed (scripts/setup.sh installs it)", file=sys.stderr)
             return code
+        assert row is not None, "api.schedule_expiry returns one row"
+        job, schedule, command, dbname, cron_db = row
         try:
             with _cron_connect(db.owner_url, cron_db) as cron:
                 if cron.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone() is None:
                     print(f"expiry-schedule: creating extension pg_cron in database {cron_db}", flush=True)
                     cron.execute("CREATE EXTENSION pg_cron")
-                jobid = cron.execute("SELECT cron.schedule_in_database(%s, %s, %s, %s)",
-                                     (job, schedule, command, dbname)).fetchone()[0]
+                jobid = scalar(cron, "SELECT cron.schedule_in_database(%s, %s, %s, %s)",
+                               (job, schedule, command, dbname))
                 # An existing job of that name keeps its database and active flag: set both.
                 cron.execute("SELECT cron.alter_job(%s, database => %s, active => true)", (jobid, dbname))
         except psycopg.Error as exc:
@@ -102,7 +103,9 @@ def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
 
 def schedule_off(db) -> int:
     with psycopg.connect(db.owner_url) as conn:
-        job, cron_db, was_scheduled = conn.execute("SELECT * FROM api.unschedule_expiry()").fetchone()
+        row = conn.execute("SELECT * FROM api.unschedule_expiry()").fetchone()
+        assert row is not None, "api.unschedule_expiry returns one row"
+        job, cron_db, was_scheduled = row
         removed = 0
         if cron_db is not None:
             try:
@@ -136,10 +139,10 @@ def schedule_status(db) -> int:
 
     print_table(RUNNER_HEADERS, [r[:2] + (_fmt(r[3]), r[4]) for r in rows])
     job, cron_db = next(((r[5], r[6]) for r in rows if r[0] == "pg_cron"), (None, None))
-    if job is not None:
+    if job is not None and cron_db is not None:
         try:
             with _cron_connect(db.owner_url, cron_db) as cron:
-                if cron.execute("SELECT to_regclass('cron.job')").fetchone()[0] is None:
+                if scalar(cron, "SELECT to_regclass('cron.job')") is None:
                     print(f"pg_cron: no extension pg_cron in database {cron_db}: the job does not exist")
                 else:
                     found = cron.execute("SELECT jobid, schedule, active, database FROM cron.job WHERE jobname = %s",

@@ -69,6 +69,9 @@ def syscalls(name: str, seen: set[str] | None = None) -> set[str]:
     return calls
 
 
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def main() -> None:
     unit, sep, command = sys.argv[1], sys.argv[2], sys.argv[3:]
     assert sep == "--" and command, "usage: sandbox.py UNIT -- COMMAND..."
@@ -84,8 +87,17 @@ def main() -> None:
                 except OSError as exc:
                     print(f"sandbox: {exc}", file=sys.stderr)
     if yes("PrivateTmp"):
+        # The code runs from this checkout. Installed, it lives in /opt/marketplace; a checkout under
+        # /tmp (a CI clone, say) must stay visible through the private /tmp, read-only like the rest.
+        keep = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in (REPOSITORY,)
+                if path.startswith(("/tmp/", "/var/tmp/"))]
         for path in ("/tmp", "/var/tmp"):
             mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        for path, fd in keep:
+            os.makedirs(path, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", path, None, MS_BIND)
+            mount("none", path, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            os.close(fd)
     for key, base in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib"), ("LogsDirectory", "/var/log")):
         if key in d:
             mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
