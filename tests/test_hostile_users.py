@@ -3,10 +3,8 @@ over HTTP against gunicorn, and in SQL as the app's own database role. Each succ
 migrations 0011/0012; each is refused now, and each test checks that nothing changed."""
 from __future__ import annotations
 
-import http.client
 import json
 import threading
-import urllib.parse
 import uuid
 
 import psycopg
@@ -16,24 +14,8 @@ from psycopg import errors
 
 from pyapp import auth
 from tests.http_server import WEBHOOK_SECRET, HttpServer, create_admin, http_app, http_db, seed_webhook_secret  # noqa: F401
-from tests.test_http_api import ADDRESS, PASSWORD, add, checkout, make_product, make_user, problem, signed
-from tests.test_security import assert_throttled, login, user_with_password
-
-
-def owner(http_db):
-    return psycopg.connect(http_db[0], autocommit=True)
-
-
-def post_from(url: str, path: str, body: dict, source: str, headers: dict | None = None):
-    """POST from a given local source address (REMOTE_ADDR): (status, headers, body text)."""
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60, source_address=(source, 0))
-    try:
-        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json", **(headers or {})})
-        r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read().decode()
-    finally:
-        conn.close()
+from tests.test_http_api import PASSWORD, add, checkout, make_product, make_user, problem, signed
+from tests.test_security import assert_throttled, login, owner, post_from, user_with_password
 
 
 def backdate(http_db, order_id: str, minutes: int = 31) -> None:

@@ -124,15 +124,3 @@ def test_runbook_deploy_rollback_and_restore_as_written(server, tmp_path):
         srv.stop()
         server.drop_database(name)
         server.drop_database(restore_name)
-
-
-def test_every_rehearsal_line_is_a_command_the_cli_knows():
-    """A quick check that needs no database: the runbook's pyapp lines name real commands."""
-    from pyapp.__main__ import build_parser
-
-    commands = set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
-    for body in blocks().values():
-        for line in body:
-            m = re.search(r"python -m pyapp (\S+)", line)
-            if m:
-                assert m.group(1) in commands, line

@@ -35,18 +35,21 @@ def fresh_throttle(http_db):
         c.execute("DELETE FROM internal.login_attempt")
 
 
-def login(url: str, email: str, password: str, source: str = "127.0.0.1", headers: dict | None = None):
-    """POST /api/auth/login from a given local source address (REMOTE_ADDR): (status, headers, body)."""
+def post_from(url: str, path: str, body: dict, source: str, headers: dict | None = None):
+    """POST JSON from a given local source address (REMOTE_ADDR): (status, headers, body text)."""
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60, source_address=(source, 0))
     try:
-        conn.request("POST", "/api/auth/login", body=json.dumps({"email": email, "password": password}),
-                     headers={"Content-Type": "application/json", **(headers or {})})
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json", **(headers or {})})
         r = conn.getresponse()
-        body = r.read().decode()
-        return r.status, dict(r.getheaders()), body
+        return r.status, dict(r.getheaders()), r.read().decode()
     finally:
         conn.close()
+
+
+def login(url: str, email: str, password: str, source: str = "127.0.0.1", headers: dict | None = None):
+    """POST /api/auth/login from a given local source address: (status, headers, body)."""
+    return post_from(url, "/api/auth/login", {"email": email, "password": password}, source, headers)
 
 
 def assert_throttled(status, headers, body, max_wait=900):
