@@ -2,7 +2,12 @@
 and drops it afterwards."""
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import re
+import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -15,7 +20,11 @@ from tests.invariants import assert_invariants, make_products, make_users
 from tests.pg import APP_ROLE
 
 ROOT = Path(__file__).resolve().parent.parent
-SQL_FILES = [f for d in ("internal", "api", "app") for f in sorted((ROOT / "sql" / d).glob("*.sql"))]
+_spec = importlib.util.spec_from_file_location("sqlmig", ROOT / "tools" / "sqlmig.py")
+assert _spec is not None and _spec.loader is not None
+sqlmig = importlib.util.module_from_spec(_spec)
+sys.modules["sqlmig"] = sqlmig  # its dataclasses look their module up there
+_spec.loader.exec_module(sqlmig)
 
 # The deployment checklist of CONTRACT.md, verbatim.
 CHECKLIST = [
@@ -93,7 +102,7 @@ def test_apply_rollback_apply(server, empty_db):
         left = c.execute("""SELECT n.nspname || '.' || c.relname FROM pg_class c
                             JOIN pg_namespace n ON n.oid = c.relnamespace
                             WHERE n.nspname IN ('public', 'api', 'internal', 'app') AND c.relkind IN ('r', 'v', 'm')
-                              AND c.relname NOT LIKE '\\_yoyo%%' AND c.relname NOT LIKE 'yoyo%%'""").fetchall()
+                              AND c.relname NOT LIKE '\\_yoyo%' AND c.relname NOT LIKE 'yoyo%%'""").fetchall()
         assert left == [], f"rollback left tables behind: {left}"
         assert c.execute("SELECT count(*) FROM pg_namespace WHERE nspname IN ('api', 'internal', 'app')").fetchone()[0] == 0
     assert migrate.apply(url) == all_ids()
@@ -206,50 +215,199 @@ def test_rollback_add_version_to_product(server, empty_db):
         assert all(ok for _, ok, _ in c.execute("SELECT * FROM api.integrity_report()"))
 
 
-SNAPSHOT = """
-    SELECT p.oid::regprocedure::text AS signature,
-           pg_get_functiondef(p.oid) AS definition,
-           obj_description(p.oid, 'pg_proc') AS comment,
-           coalesce(p.proacl::text, '(default)') AS acl,
-           pg_get_userbyid(p.proowner) AS owner
-    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE n.nspname IN ('api', 'internal', 'app')
-    ORDER BY 1"""
-TRIGGERS = """
-    SELECT t.tgrelid::regclass::text, t.tgname, pg_get_triggerdef(t.oid)
-    FROM pg_trigger t WHERE NOT t.tgisinternal ORDER BY 1, 2"""
+# ---- the catalogue: what a database built from migrations/ and one built from sql/ must share ----
+# Each query gives (kind, name, detail) rows over schemas api, app, internal and public (yoyo's own
+# tables left out). ACLs are compared with the default filled in: a REVOKE of what was never
+# granted stores the default explicitly, which means the same.
+SCHEMAS = "('api', 'app', 'internal', 'public')"
+NOT_YOYO = "c.relname NOT LIKE '\\_yoyo%' AND c.relname <> 'yoyo_lock'"
+CATALOGUE = {
+    "schema": f"""
+        SELECT n.nspname, concat_ws(' | ', 'owner ' || pg_get_userbyid(n.nspowner),
+               'acl ' || coalesce(n.nspacl, acldefault('n', n.nspowner))::text,
+               'comment ' || obj_description(n.oid, 'pg_namespace'))
+        FROM pg_namespace n WHERE n.nspname IN {SCHEMAS}""",
+    "extension": """
+        SELECT e.extname, e.extnamespace::regnamespace::text || ' ' || e.extversion FROM pg_extension e""",
+    "relation": f"""
+        SELECT c.oid::regclass::text, concat_ws(' | ', 'kind ' || c.relkind::text, 'owner ' || pg_get_userbyid(c.relowner),
+               'persistence ' || c.relpersistence::text, 'rls ' || c.relrowsecurity || '/' || c.relforcerowsecurity,
+               'options ' || c.reloptions::text,
+               'acl ' || coalesce(c.relacl, acldefault(CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::"char",
+                                                        c.relowner))::text,
+               'comment ' || obj_description(c.oid, 'pg_class'))
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN {SCHEMAS} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c') AND {NOT_YOYO}""",
+    "column": f"""
+        SELECT c.oid::regclass::text || '.' || quote_ident(a.attname), concat_ws(' | ',
+               '#' || row_number() OVER (PARTITION BY c.oid ORDER BY a.attnum),
+               format_type(a.atttypid, a.atttypmod), CASE WHEN a.attnotnull THEN 'not null' END,
+               'default ' || pg_get_expr(d.adbin, d.adrelid), nullif('identity ' || a.attidentity::text, 'identity '),
+               nullif('generated ' || a.attgenerated::text, 'generated '),
+               'collation ' || nullif(a.attcollation, 0)::regcollation::text,
+               'acl ' || a.attacl::text, 'comment ' || col_description(c.oid, a.attnum))
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE n.nspname IN {SCHEMAS} AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c') AND {NOT_YOYO}
+          AND a.attnum > 0 AND NOT a.attisdropped""",
+    "constraint": f"""
+        SELECT c.oid::regclass::text || ' ' || quote_ident(k.conname),
+               pg_get_constraintdef(k.oid) || CASE WHEN k.convalidated THEN '' ELSE ' (not validated)' END
+               || coalesce(' | comment ' || obj_description(k.oid, 'pg_constraint'), '')
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN {SCHEMAS} AND {NOT_YOYO}""",
+    "index": f"""
+        SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+               || CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END
+               || coalesce(' | comment ' || obj_description(i.indexrelid, 'pg_class'), '')
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN {SCHEMAS} AND {NOT_YOYO}""",
+    "sequence": f"""
+        SELECT s.seqrelid::regclass::text, concat_ws(' | ', format_type(s.seqtypid, NULL),
+               'start ' || s.seqstart, 'increment ' || s.seqincrement, 'min ' || s.seqmin, 'max ' || s.seqmax,
+               'cache ' || s.seqcache, 'cycle ' || s.seqcycle,
+               'owned by ' || (SELECT d.refobjid::regclass::text || '.' || d.refobjsubid FROM pg_depend d
+                               WHERE d.classid = 'pg_class'::regclass AND d.objid = s.seqrelid
+                                 AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+        FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN {SCHEMAS} AND {NOT_YOYO}""",
+    "type": f"""
+        SELECT t.oid::regtype::text, concat_ws(' | ', 'kind ' || t.typtype::text,
+               'labels ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e
+                             WHERE e.enumtypid = t.oid),
+               'base ' || nullif(t.typbasetype, 0)::regtype::text,
+               'checks ' || (SELECT string_agg(pg_get_constraintdef(k.oid), ', ' ORDER BY k.conname)
+                             FROM pg_constraint k WHERE k.contypid = t.oid),
+               'acl ' || t.typacl::text, 'comment ' || obj_description(t.oid, 'pg_type'))
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname IN {SCHEMAS} AND t.typtype IN ('e', 'd', 'r', 'm')
+           OR n.nspname IN {SCHEMAS} AND t.typtype = 'c'
+              AND (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c'""",
+    "function": f"""
+        SELECT p.oid::regprocedure::text, concat_ws(E'\\n', 'owner ' || pg_get_userbyid(p.proowner),
+               'acl ' || coalesce(p.proacl, acldefault('f', p.proowner))::text,
+               'comment ' || obj_description(p.oid, 'pg_proc'), pg_get_functiondef(p.oid))
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname IN {SCHEMAS} AND NOT EXISTS (
+            SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')""",
+    "trigger": """
+        SELECT t.tgrelid::regclass::text || ' ' || quote_ident(t.tgname),
+               pg_get_triggerdef(t.oid) || ' | enabled ' || t.tgenabled::text
+               || coalesce(' | comment ' || obj_description(t.oid, 'pg_trigger'), '')
+        FROM pg_trigger t WHERE NOT t.tgisinternal""",
+    "policy": f"""
+        SELECT c.oid::regclass::text || ' ' || quote_ident(p.polname),
+               concat_ws(' | ', p.polcmd::text, p.polpermissive, p.polroles::regrole[]::text,
+                         pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+        FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN {SCHEMAS}""",
+    "rule": f"""
+        SELECT r.schemaname || '.' || r.tablename || ' ' || r.rulename, r.definition
+        FROM pg_rules r WHERE r.schemaname IN {SCHEMAS}""",
+    "default acl": """
+        SELECT pg_get_userbyid(d.defaclrole) || ' ' || coalesce(d.defaclnamespace::regnamespace::text, '*')
+               || ' ' || d.defaclobjtype::text, d.defaclacl::text FROM pg_default_acl d""",
+    "role": """
+        SELECT r.rolname, concat_ws(' | ', 'login ' || r.rolcanlogin, 'super ' || r.rolsuper,
+               'inherit ' || r.rolinherit, 'createrole ' || r.rolcreaterole, 'createdb ' || r.rolcreatedb,
+               'bypassrls ' || r.rolbypassrls, 'member of ' || (SELECT string_agg(m.roleid::regrole::text, ',')
+                                                               FROM pg_auth_members m WHERE m.member = r.oid))
+        FROM pg_roles r WHERE r.rolname = 'marketplace_app'""",
+    # The rows a new database starts with (not the catalogue, but what the schema promises).
+    "seed row": """
+        SELECT 'internal.settings', to_jsonb(s)::text FROM internal.settings s
+        UNION ALL SELECT 'internal.login_secret', count(*) || ' row(s), pepper of ' || min(length(pepper)) || ' bytes'
+        FROM internal.login_secret""",
+}
 
 
-def snapshot(c):
-    return {r[0]: r[1:] for r in c.execute(SNAPSHOT)}, c.execute(TRIGGERS).fetchall()
-
-
-def test_sql_dir_agrees_with_migrations(empty_db):
-    name, url = empty_db
-    migrate.apply(url)
+def catalogue(url: str) -> list[str]:
+    """The database's catalogue as lines `kind name: detail`, sorted by kind and name, one line per
+    line of detail (a function's definition keeps its own order)."""
+    rows = []
     with psycopg.connect(url, autocommit=True) as c:
-        functions, triggers = snapshot(c)
-        assert functions, "no functions in api, internal and app"
-        for path in SQL_FILES:
-            with c.transaction():
-                c.execute(path.read_text())
-        functions_again, triggers_again = snapshot(c)
-        changed = sorted(sig for sig in functions if functions[sig] != functions_again.get(sig))
-        assert not changed, f"sql/ differs from migrations for: {changed}"
-        assert functions_again == functions
-        assert triggers_again == triggers
+        for kind, query in CATALOGUE.items():
+            rows += [(kind, name, detail or "") for name, detail in c.execute(query)]
+    return [f"{kind} {name}: {line}" for kind, name, detail in sorted(rows)
+            for line in detail.splitlines() or [""]]
 
-        # Every function of the database is defined in sql/, and nothing in sql/ is missing from
-        # the database. Each file names its functions' exact signatures in COMMENT ON FUNCTION.
-        text = "\n".join(p.read_text() for p in SQL_FILES)
-        created = set(re.findall(r"^CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+\.\w+)\s*\(", text, re.M | re.I))
-        commented = re.findall(r"^COMMENT\s+ON\s+FUNCTION\s+(\w+\.\w+\(.*?\))\s+IS", text, re.M | re.I)
-        in_db = {sig.split("(")[0] for sig in functions}
-        assert created == in_db, (f"only in sql/: {sorted(created - in_db)}; "
-                                  f"only in the database: {sorted(in_db - created)}")
-        oids = [c.execute("SELECT to_regprocedure(%s)::text", (sig,)).fetchone()[0] for sig in commented]
-        assert None not in oids, [s for s, o in zip(commented, oids) if o is None]
-        assert sorted(oids) == sorted(functions), "a function lacks its COMMENT or is overloaded outside sql/"
+
+def catalogue_diff(expected: list[str], got: list[str], labels: tuple[str, str]) -> str:
+    """A readable unified diff of two catalogues ('' when they are the same)."""
+    return "\n".join(difflib.unified_diff(expected, got, *labels, lineterm="", n=2))
+
+
+def load_sql(url: str, root: Path = ROOT) -> None:
+    sqlmig.load(url, root)
+
+
+@pytest.fixture
+def empty_db2(server):
+    """A second new, empty database."""
+    name = server.prefix + "sql_" + uuid.uuid4().hex[:10]
+    url = server.create_database(name, template="template0")
+    yield name, url
+    server.drop_database(name)
+
+
+def test_catalogue_of_migrations_equals_catalogue_of_sql_dir(empty_db, empty_db2):
+    """procrastinate's migration test, for the whole catalogue: every table, column, constraint,
+    index, sequence, type, function, trigger, policy, comment and ACL of a database built by all
+    of migrations/ equals that of one built from sql/ (sql/schema.sql, then the function files)."""
+    _, migrated = empty_db
+    _, loaded = empty_db2
+    migrate.apply(migrated)
+    load_sql(loaded)
+    want, got = catalogue(migrated), catalogue(loaded)
+    kinds = {line.split(" ", 1)[0] for line in want}
+    assert {"schema", "relation", "column", "constraint", "index", "sequence", "function", "trigger"} <= kinds
+    assert len([x for x in want if x.startswith("relation ")]) >= 20
+    diff = catalogue_diff(want, got, ("all migrations", "sql/ loaded"))
+    assert not diff, "sql/ and migrations/ build different databases:\n" + diff
+
+
+def test_catalogue_diff_sees_a_difference(empty_db, empty_db2):
+    """The comparison is not blind: one changed default, one extra grant and one changed function
+    body each show up in the diff."""
+    _, a = empty_db
+    _, b = empty_db2
+    load_sql(a)
+    load_sql(b)
+    with psycopg.connect(b, autocommit=True) as c:
+        c.execute("""ALTER TABLE "Order" ALTER COLUMN status SET DEFAULT 'PAID'""")
+        c.execute("GRANT SELECT ON internal.settings TO marketplace_app")
+        c.execute("""CREATE OR REPLACE FUNCTION internal.uuid7() RETURNS uuid LANGUAGE sql VOLATILE PARALLEL SAFE
+                     AS $$ SELECT gen_random_uuid() $$""")
+    diff = catalogue_diff(catalogue(a), catalogue(b), ("a", "b"))
+    assert """+column "Order".status: #3 | text | not null | default 'PAID'::text""" in diff, diff
+    assert "marketplace_app=r/" in diff, diff
+    assert "+function internal.uuid7(): AS $function$ SELECT gen_random_uuid() $function$" in diff, diff
+
+
+def test_sqlmig_sees_every_function_and_trigger(db_url):
+    """tools/sqlmig.py's reading of sql/ names exactly the functions and triggers of the database
+    (so a migration it writes can miss none), and every function has its COMMENT ON FUNCTION."""
+    found = sqlmig.objects(sqlmig.current_files(ROOT))
+    with psycopg.connect(db_url, autocommit=True) as c:
+        functions = {r[0] for r in c.execute("""
+            SELECT p.oid::regprocedure::text FROM pg_proc p
+            WHERE p.pronamespace IN ('api'::regnamespace, 'internal'::regnamespace, 'app'::regnamespace)""")}
+        triggers = {f"{r[0]} ON {r[1]}" for r in c.execute(
+            "SELECT t.tgname, t.tgrelid::regclass::text FROM pg_trigger t WHERE NOT t.tgisinternal")}
+        sigs = {k: c.execute("SELECT to_regprocedure(%s)::text", (k,)).fetchone()[0]
+                for k, o in found.items() if o.kind == "function"}
+    assert None not in sigs.values(), [k for k, v in sigs.items() if v is None]
+    assert set(sigs.values()) == functions
+    assert {k for k, o in found.items() if o.kind == "trigger"} == triggers
+
+
+def test_expected_migrations_lists_migrations_dir():
+    """internal.expected_migrations() is derived from migrations/ (tools/sqlmig.py rewrites it):
+    the file and the folder agree, and `--check` says so."""
+    assert sqlmig.expected_in_file(ROOT) == sqlmig.migration_ids(ROOT)
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "sqlmig.py"), "--check"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def test_checklist_queries_run_verbatim(conn, app_url):

@@ -1,91 +1,311 @@
-"""Builds a yoyo migration from files of sql/.
+"""Writes the next yoyo migration from the changes to sql/, and loads sql/ into an empty database.
 
-    python tools/sqlmig.py [--base REV] NAME [FILE ...]
+    python tools/sqlmig.py NAME --reason "why, in one line" [--base REV] [--root DIR]
+    python tools/sqlmig.py --check [--root DIR]
+    python tools/sqlmig.py --load URL [--root DIR]
 
-writes migrations/NNNN_NAME.sql (and its .rollback.sql) restating the given sql/ files whole (by
-default every file: sql/internal/, then sql/api/, then sql/app/), so that a migration is produced
-from the readable definition instead of being written by hand. The rollback is generated from the
-previous definitions, as git holds them at REV (default HEAD, i.e. the sql/ files before the
-change being written): it drops the functions and triggers that only the new files define, then
-restates each file that existed at REV as it was there. Landed migrations are never edited: yoyo
-tracks files by name, not content.
+NAME: compares every function and trigger that sql/ defines now with the same object as git holds
+it at REV (default HEAD: the sql/ files before the change being written), and writes
+migrations/NNNN_NAME.sql restating only the objects that were added or changed, plus a DROP for
+each object removed from sql/. Its rollback, migrations/NNNN_NAME.rollback.sql, is generated from
+the REV definitions: it drops what the migration added and restates what it changed or dropped as
+it was at REV. Both files are generated whole; neither is edited by hand (regenerate instead:
+running the tool again with the same NAME rewrites the not yet landed migration in place).
+
+An object is a CREATE FUNCTION with the COMMENT ON FUNCTION, REVOKE and GRANT statements that
+name its signature, or a CREATE OR REPLACE TRIGGER; its header comment is carried along but a
+change to comments outside the definition alone is not a change. When a changed function's
+parameter list or RETURNS clause differs (which CREATE OR REPLACE refuses), the migration drops it
+first and so does the rollback. A new signature is a new function: to change a signature while
+older app servers still run, add the new one beside the old and drop the old in a later migration
+(docs/migrations.md).
+
+Before comparing, the tool rewrites sql/internal/expected_migrations.sql so that
+internal.expected_migrations() lists every migration of migrations/ plus the new one; the function
+is then a changed object like any other. `--check` exits 1 when the file and migrations/ disagree.
+
+Tables, indexes, roles and grants live in sql/schema.sql and are migrated by hand-written steps
+(a table change needs thought about locks and existing rows); the tool warns when sql/schema.sql
+differs from REV, and tests/test_migrations.py diffs the whole catalogue of "all migrations" against
+"sql/ loaded". Landed migrations are never edited: yoyo tracks files by name, not content.
+
+`--load URL` applies sql/ to an empty database in the order of sql_files(): sql/schema.sql, then
+sql/internal/, sql/api/ and sql/app/ (each sorted by name), in one transaction, with
+check_function_bodies off so that a function may name one defined in a later file.
 """
+from __future__ import annotations
+
+import argparse
 import re
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SQL = ROOT / "sql"
-MIGRATIONS = ROOT / "migrations"
-
-COMMENT_RE = re.compile(r"^COMMENT ON FUNCTION\s+([\w.]+\(.*?\))\s+IS", re.M)
-TRIGGER_RE = re.compile(r"^CREATE OR REPLACE TRIGGER\s+(\w+)\s.*?\bON\s+(\"?[\w.]+\"?)", re.M | re.S)
+FUNCTION_DIRS = ("internal", "api", "app")
+EXPECTED = Path("sql/internal/expected_migrations.sql")
 
 
-def default_files():
-    return [f for d in ("internal", "api", "app") for f in sorted((SQL / d).glob("*.sql"))]
+# ---- the order sql/ is applied in ------------------------------------------------------------
+
+def sql_files(root: Path = ROOT) -> list[Path]:
+    """sql/schema.sql first (tables, roles, the id generator), then the function files."""
+    sql = root / "sql"
+    return [sql / "schema.sql"] + [f for d in FUNCTION_DIRS for f in sorted((sql / d).glob("*.sql"))]
 
 
-def previous_text(path, base):
-    """The file as git holds it at `base`, or None when it did not exist there."""
-    r = subprocess.run(["git", "show", f"{base}:{path.relative_to(ROOT).as_posix()}"], cwd=ROOT,
-                       capture_output=True, text=True)
-    return r.stdout if r.returncode == 0 else None
+def load(url: str, root: Path = ROOT) -> None:
+    """Builds the database that sql/ describes in the empty database at `url`."""
+    import psycopg
+    with psycopg.connect(url) as conn:
+        conn.execute("SET LOCAL check_function_bodies = off")
+        for path in sql_files(root):
+            conn.execute(path.read_text())
 
 
-def rollback_for(files, texts, base):
-    olds = [previous_text(f, base) for f in files]
-    old_all = "\n".join(o for o in olds if o)
-    old_sigs, old_triggers = set(COMMENT_RE.findall(old_all)), set(TRIGGER_RE.findall(old_all))
-    lines = []
-    for text in reversed(texts):
-        for name, table in reversed(TRIGGER_RE.findall(text)):
-            if (name, table) not in old_triggers:
-                lines.append(f"DROP TRIGGER IF EXISTS {name} ON {table};")
-    for text in reversed(texts):
-        for sig in reversed(COMMENT_RE.findall(text)):
-            if sig not in old_sigs:
-                lines.append(f"DROP FUNCTION IF EXISTS {sig};")
-    out = "\n".join(lines) + "\n"
-    for f, old in zip(files, olds):
-        if old:
-            out += f"\n-- ==== {f.relative_to(ROOT)} at {base} ====\n{old.rstrip()}\n"
+# ---- splitting SQL into statements -----------------------------------------------------------
+
+TOKEN = re.compile(r"""--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|(\$\w*\$).*?\1|;""", re.S)
+
+
+def statements(text: str) -> list[str]:
+    """The statements of a file, each with the comment lines just above it and its `;`."""
+    out, start = [], 0
+    for m in TOKEN.finditer(text):
+        if m.group(0) == ";":
+            out.append(text[start:m.end()].strip())
+            start = m.end()
+    if text[start:].strip() and not all(line.strip().startswith("--") or not line.strip()
+                                        for line in text[start:].splitlines()):
+        raise ValueError(f"a statement without its closing ';': {text[start:].strip()[:80]}")
     return out
 
 
-def next_number(name):
-    existing = sorted(MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+def code_of(stmt: str) -> str:
+    """A statement without the comment lines above it: what the database sees."""
+    lines = stmt.splitlines()
+    while lines and (lines[0].strip().startswith("--") or not lines[0].strip()):
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+def squash(s: str) -> str:
+    return re.sub(r"\s+", " ", s).strip()
+
+
+# ---- the objects sql/ defines ----------------------------------------------------------------
+
+CREATE_FN = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+([\w.]+)\s*\(", re.I)
+ON_FN = re.compile(r"(?:COMMENT\s+ON|REVOKE\s.*?\sON|GRANT\s.*?\sON)\s+FUNCTION\s+([\w.]+\s*\(.*?\))(?:\s+IS|\s+FROM|\s+TO)",
+                   re.I | re.S)
+CREATE_TRIGGER = re.compile(r"CREATE\s+OR\s+REPLACE\s+TRIGGER\s+(\w+)\s.*?\bON\s+(\"?[\w.]+\"?)", re.I | re.S)
+SHAPE_END = re.compile(r"\n\s*(?:LANGUAGE|AS|SET|SECURITY|STABLE|IMMUTABLE|VOLATILE|STRICT|PARALLEL|CALLED|COST|ROWS|"
+                       r"LEAKPROOF|RETURNS\s+NULL)\b", re.I)
+
+
+@dataclass
+class Obj:
+    kind: str                       # "function" or "trigger"
+    key: str                        # the signature, or "name ON table"
+    where: str                      # the file it is defined in, relative to the root
+    parts: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.parts)
+
+    @property
+    def code(self) -> str:
+        return squash("\n".join(code_of(p) for p in self.parts))
+
+    @property
+    def shape(self) -> str:
+        """A function's parameter list and RETURNS clause: what CREATE OR REPLACE cannot change."""
+        create = code_of(self.parts[0])
+        end = SHAPE_END.search(create)
+        return squash(create[:end.start()] if end else create)
+
+    def drop(self) -> str:
+        if self.kind == "trigger":
+            name, table = self.key.split(" ON ")
+            return f"DROP TRIGGER IF EXISTS {name} ON {table};"
+        return f"DROP FUNCTION IF EXISTS {self.key};"
+
+
+def objects(files: dict[str, str]) -> dict[str, Obj]:
+    """The functions and triggers of the given files ({relative path: text}), in file order.
+    Statements of sql/schema.sql that are neither are left out (see schema_rest)."""
+    found: dict[str, Obj] = {}
+    for where, text in files.items():
+        pending: list[str] = []           # a CREATE FUNCTION waiting for its COMMENT
+        for stmt in statements(text):
+            code = code_of(stmt)
+            if m := CREATE_FN.match(code):
+                if pending:
+                    raise ValueError(f"{where}: {CREATE_FN.match(code_of(pending[0]))[1]} has no COMMENT ON FUNCTION")
+                pending = [stmt]
+            elif m := ON_FN.match(code):
+                sig = squash(m[1]).replace("( ", "(").replace(" )", ")")
+                if pending:
+                    if not sig.startswith(CREATE_FN.match(code_of(pending[0]))[1] + "("):
+                        raise ValueError(f"{where}: {sig} does not follow its CREATE FUNCTION")
+                    if sig in found:
+                        raise ValueError(f"{where}: {sig} is defined twice")
+                    found[sig] = Obj("function", sig, where, pending)
+                    pending = []
+                if sig not in found:
+                    raise ValueError(f"{where}: {sig} is named before it is created")
+                found[sig].parts.append(stmt)
+            elif m := CREATE_TRIGGER.match(code):
+                key = f"{m[1]} ON {m[2]}"
+                found[key] = Obj("trigger", key, where, [stmt])
+            elif pending:
+                raise ValueError(f"{where}: a statement between a CREATE FUNCTION and its COMMENT: {code[:60]}")
+            elif not where.endswith("schema.sql"):
+                raise ValueError(f"{where}: not a function or trigger (tables go in sql/schema.sql): {code[:60]}")
+        if pending:
+            raise ValueError(f"{where}: the last CREATE FUNCTION has no COMMENT ON FUNCTION")
+    return found
+
+
+def schema_rest(text: str) -> list[str]:
+    """The statements of sql/schema.sql that tools/sqlmig.py does not migrate (tables and the like)."""
+    return [squash(code_of(s)) for s in statements(text)
+            if not (CREATE_FN.match(code_of(s)) or ON_FN.match(code_of(s)) or CREATE_TRIGGER.match(code_of(s)))]
+
+
+def current_files(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sql_files(root) if p.exists()}
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+
+
+def files_at(root: Path, base: str) -> dict[str, str]:
+    """The sql/ files as git holds them at `base`, in the order of sql_files()."""
+    names = set(git(root, "ls-tree", "-r", "--name-only", base, "--", "sql").split())
+    order = ["sql/schema.sql"] + sorted((n for n in names if n.count("/") == 2 and n.split("/")[1] in FUNCTION_DIRS),
+                                        key=lambda n: (FUNCTION_DIRS.index(n.split("/")[1]), n))
+    return {n: git(root, "show", f"{base}:{n}") for n in order if n in names and n.endswith(".sql")}
+
+
+# ---- migrations/ and internal.expected_migrations --------------------------------------------
+
+def migration_ids(root: Path = ROOT) -> list[str]:
+    return sorted(p.name[:-4] for p in (root / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql")
+                  if not p.name.endswith(".rollback.sql"))
+
+
+ARRAY = re.compile(r"(SELECT ARRAY\[\n)(.*?)(\n\s*\])", re.S)
+
+
+def expected_in_file(root: Path = ROOT) -> list[str]:
+    m = ARRAY.search((root / EXPECTED).read_text())
+    if not m:
+        raise ValueError(f"{EXPECTED}: no SELECT ARRAY[...] list")
+    return re.findall(r"'([^']+)'", m[2])
+
+
+def write_expected(root: Path, ids: list[str]) -> None:
+    path = root / EXPECTED
+    body = ",\n".join(f"        '{i}'" for i in ids)
+    path.write_text(ARRAY.sub(lambda m: m[1] + body + m[3], path.read_text(), count=1))
+
+
+def next_number(root: Path, name: str) -> str:
+    existing = sorted((root / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
     for path in existing:
-        if path.stem.split(".")[0].endswith("_" + name):
+        if path.name.split(".")[0][5:] == name:
             return path.name[:4]  # regenerate an existing (not yet landed) migration in place
-    numbers = [int(p.name[:4]) for p in existing]
-    return f"{max(numbers, default=0) + 1:04d}"
+    return f"{max((int(p.name[:4]) for p in existing), default=0) + 1:04d}"
 
 
-def main(argv):
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv else 2
-    base = "HEAD"
-    if argv[0] == "--base":
-        base, argv = argv[1], argv[2:]
-    name, files = argv[0], [Path(f).resolve() for f in argv[1:]] or default_files()
-    number = next_number(name)
-    previous = sorted(p.stem for p in MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql")
-                      if not p.name.endswith(".rollback.sql") and p.name[:4] < number)
-    texts = [f.read_text() for f in files]
-    header = [f"-- Restates {len(files)} file(s) of sql/ whole; generated by tools/sqlmig.py, do not edit.",
-              f"-- depends: {previous[-1] if previous else ''}", ""]
-    body = []
-    for f, text in zip(files, texts):
-        body.append(f"-- ==== {f.relative_to(ROOT)} ====\n{text.rstrip()}\n")
-    out = MIGRATIONS / f"{number}_{name}.sql"
-    out.write_text("\n".join(header) + "\n".join(body))
-    (MIGRATIONS / f"{number}_{name}.rollback.sql").write_text(
-        f"-- Generated by tools/sqlmig.py: drops what only the migration defines, restates the rest as at {base}.\n"
-        + rollback_for(files, texts, base))
-    print(out.relative_to(ROOT))
+# ---- writing a migration ---------------------------------------------------------------------
+
+def plan(old: dict[str, Obj], new: dict[str, Obj]) -> tuple[list[str], list[str], dict[str, int]]:
+    """(the migration's statements, the rollback's statements, counts) for going from old to new."""
+    added = [o for k, o in new.items() if k not in old]
+    changed = [o for k, o in new.items() if k in old and o.code != old[k].code]
+    removed = [o for k, o in old.items() if k not in new]
+    reshaped = {o.key for o in changed if o.kind == "function" and o.shape != old[o.key].shape}
+    triggers_first = sorted(removed, key=lambda o: o.kind != "trigger")
+
+    up = [o.drop() for o in triggers_first]
+    for o in new.values():
+        if o in added or o in changed:
+            if o.key in reshaped:
+                up.append(f"DROP FUNCTION {o.key};")
+            up.append(f"-- ==== {o.kind} {o.key} ({o.where})\n{o.text}")
+
+    down = [o.drop() for o in sorted(added, key=lambda o: o.kind != "trigger")]
+    for o in old.values():
+        if o.key in new and new[o.key] in changed or o in removed:
+            if o.key in reshaped:
+                down.append(f"DROP FUNCTION {o.key};")
+            down.append(f"-- ==== {o.kind} {o.key} ({o.where})\n{o.text}")
+    return up, down, {"added": len(added), "changed": len(changed), "dropped": len(removed)}
+
+
+def generate(root: Path, name: str, reason: str, base: str = "HEAD") -> tuple[Path, Path]:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise SystemExit(f"NAME must be snake_case: {name!r}")
+    reason = squash(reason)
+    if not reason:
+        raise SystemExit("--reason is required: one line saying why this migration exists")
+    number = next_number(root, name)
+    mig_id = f"{number}_{name}"
+    previous = [i for i in migration_ids(root) if i < mig_id]
+    write_expected(root, previous + [mig_id] + [i for i in migration_ids(root) if i > mig_id])
+
+    before, now = files_at(root, base), current_files(root)
+    if "sql/schema.sql" in before and schema_rest(before["sql/schema.sql"]) != schema_rest(now["sql/schema.sql"]):
+        print(f"sqlmig: sql/schema.sql differs from {base} outside its functions: that change needs a"
+              " hand-written migration (tests/test_migrations.py compares the catalogues)", file=sys.stderr)
+    up, down, counts = plan(objects(before), objects(now))
+    rev = git(root, "rev-parse", "--short", base).strip()
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items())
+    out = root / "migrations" / f"{mig_id}.sql"
+    out.write_text(f"-- {reason}\n"
+                   f"-- Generated by tools/sqlmig.py from sql/ against {base} ({rev}): objects {summary}."
+                   " Do not edit; regenerate.\n"
+                   f"-- depends: {previous[-1] if previous else ''}\n\n"
+                   + "\n\n".join(up) + "\n")
+    back = root / "migrations" / f"{mig_id}.rollback.sql"
+    back.write_text(f"-- Undoes {mig_id}: drops what it added, restates what it changed or dropped as at {base}.\n"
+                    f"-- Generated by tools/sqlmig.py from sql/ at {base} ({rev}). Do not edit; regenerate.\n\n"
+                    + "\n\n".join(down) + "\n")
+    return out, back
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="tools/sqlmig.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", nargs="?", help="the migration's name, snake_case")
+    ap.add_argument("--reason", default="", help="one line: why this migration exists")
+    ap.add_argument("--base", default="HEAD", help="the git revision holding the previous sql/ (default HEAD)")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this one)")
+    ap.add_argument("--check", action="store_true", help="exit 1 unless expected_migrations.sql lists migrations/")
+    ap.add_argument("--load", metavar="URL", help="apply sql/ to the empty database at URL")
+    args = ap.parse_args(argv)
+    root = args.root.resolve()
+    if args.check:
+        listed, present = expected_in_file(root), migration_ids(root)
+        if listed != present:
+            print(f"{EXPECTED} lists {len(listed)} migration(s), migrations/ holds {len(present)}:\n"
+                  f"  only listed: {sorted(set(listed) - set(present))}\n"
+                  f"  only in migrations/: {sorted(set(present) - set(listed))}", file=sys.stderr)
+            return 1
+        return 0
+    if args.load:
+        load(args.load, root)
+        return 0
+    if not args.name:
+        ap.print_usage(sys.stderr)
+        return 2
+    for path in generate(root, args.name, args.reason, args.base):
+        print(path.relative_to(root))
     return 0
 
 

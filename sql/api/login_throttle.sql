@@ -5,7 +5,6 @@
 -- Failures from many clients, against one email or from one client against many emails, only slow
 -- the answers down (a few seconds at most), so a correct password from a client with no failures
 -- of its own always gets in.
-DROP FUNCTION IF EXISTS api.begin_login(text, text);
 
 -- internal.login_throttle: the throttle's verdict for one attempt: retry_after (seconds until the
 -- pair may try again; NULL when it may try now) and delay_s (how long the app waits before it

@@ -4,7 +4,6 @@
 -- Raises: MK503 maintenance; MKV00 bad name, price, stock or maxPerBuyer; MK404 unknown seller;
 --         MK403 the seller is a BUYER.
 -- Callers: app.create_product (HTTP), the demo loader, DBAs.
-DROP FUNCTION IF EXISTS api.create_product(text, text, numeric, integer, text);
 CREATE OR REPLACE FUNCTION api.create_product(
     p_seller_id text,
     p_name text,

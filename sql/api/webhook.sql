@@ -2,7 +2,6 @@
 -- against keys the app's role cannot read. The two newest keys are active, so a key is rotated by
 -- adding the new one, moving the payment provider to it, then retiring the old one: no delivery
 -- is refused in between.
-DROP FUNCTION IF EXISTS api.payment_webhook(text, text, boolean, text);
 
 -- api.set_webhook_secret: adds a key as the newest (nothing changes when it already is the newest),
 -- keeping the one before it active and dropping any older one. Returns {"added", "active"}.
