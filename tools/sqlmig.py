@@ -1,20 +1,25 @@
 """Writes the next yoyo migration from the changes to sql/, and loads sql/ into an empty database.
 
-    python tools/sqlmig.py NAME --reason "why, in one line" [--base REV] [--root DIR]
+    python tools/sqlmig.py NAME --reason "why, in one line" [--base REV] [--number NNNN] [--root DIR]
     python tools/sqlmig.py --check [--root DIR]
     python tools/sqlmig.py --load URL [--root DIR]
 
-NAME: compares every function and trigger that sql/ defines now with the same object as git holds
-it at REV (default HEAD: the sql/ files before the change being written), and writes
+NAME: compares every function and trigger that sql/ defines now (the working tree, committed or
+not) with the same object as git holds it at REV, and writes
 migrations/NNNN_NAME.sql restating only the objects that were added or changed, plus a DROP for
 each object removed from sql/. Its rollback, migrations/NNNN_NAME.rollback.sql, is generated from
 the REV definitions: it drops what the migration added and restates what it changed or dropped as
-it was at REV. Both files are generated whole; neither is edited by hand (regenerate instead:
+it was at REV. REV defaults to the last commit that changed migrations/ (leaving out the migration
+being regenerated): there sql/ and migrations/ agreed (tests/test_migrations.py holds every commit
+to that), so whatever sql/ changed since is what the new migration must carry, however many
+commits or merged branches it came in. Both files are generated whole; neither is edited by hand (regenerate instead:
 running the tool again with the same NAME rewrites the not yet landed migration in place).
 
 An object is a CREATE FUNCTION with the COMMENT ON FUNCTION, REVOKE and GRANT statements that
-name its signature, or a CREATE OR REPLACE TRIGGER; its header comment is carried along but a
-change to comments outside the definition alone is not a change. When a changed function's
+name its signature, a CREATE OR REPLACE TRIGGER, or a COMMENT ON TABLE/COLUMN/SCHEMA/INDEX/SEQUENCE
+of sql/schema.sql (restating a comment is always safe; a comment that disappears is left alone, as
+its table went with a hand-written migration). The -- comment above an object is carried along,
+but a change to it alone is not a change. The number is the next free one, or --number's. When a changed function's
 parameter list or RETURNS clause differs (which CREATE OR REPLACE refuses), the migration drops it
 first and so does the rollback. A new signature is a new function: to change a signature while
 older app servers still run, add the new one beside the old and drop the old in a later migration
@@ -100,14 +105,15 @@ CREATE_FN = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+([\w.]+)\s*\(",
 ON_FN = re.compile(r"(?:COMMENT\s+ON|REVOKE\s.*?\sON|GRANT\s.*?\sON)\s+FUNCTION\s+([\w.]+\s*\(.*?\))(?:\s+IS|\s+FROM|\s+TO)",
                    re.I | re.S)
 CREATE_TRIGGER = re.compile(r"CREATE\s+OR\s+REPLACE\s+TRIGGER\s+(\w+)\s.*?\bON\s+(\"?[\w.]+\"?)", re.I | re.S)
+COMMENT_ON = re.compile(r"COMMENT\s+ON\s+(TABLE|COLUMN|SCHEMA|INDEX|SEQUENCE)\s+([\w.\"]+)\s+IS\b", re.I)
 SHAPE_END = re.compile(r"\n\s*(?:LANGUAGE|AS|SET|SECURITY|STABLE|IMMUTABLE|VOLATILE|STRICT|PARALLEL|CALLED|COST|ROWS|"
                        r"LEAKPROOF|RETURNS\s+NULL)\b", re.I)
 
 
 @dataclass
 class Obj:
-    kind: str                       # "function" or "trigger"
-    key: str                        # the signature, or "name ON table"
+    kind: str                       # "function", "trigger" or "comment"
+    key: str                        # the signature, "name ON table" or "COMMENT ON TABLE name"
     where: str                      # the file it is defined in, relative to the root
     parts: list[str] = field(default_factory=list)
 
@@ -127,15 +133,18 @@ class Obj:
         return squash(create[:end.start()] if end else create)
 
     def drop(self) -> str:
+        if self.kind == "comment":
+            return f"{self.key} IS NULL;"
         if self.kind == "trigger":
             name, table = self.key.split(" ON ")
             return f"DROP TRIGGER IF EXISTS {name} ON {table};"
         return f"DROP FUNCTION IF EXISTS {self.key};"
 
 
-def objects(files: dict[str, str]) -> dict[str, Obj]:
+def objects(files: dict[str, str], strict: bool = True) -> dict[str, Obj]:
     """The functions and triggers of the given files ({relative path: text}), in file order.
-    Statements of sql/schema.sql that are neither are left out (see schema_rest)."""
+    Statements of sql/schema.sql that are neither are left out (see schema_rest); elsewhere they
+    are an error, unless not `strict` (an older sql/ kept DROPs of superseded signatures)."""
     found: dict[str, Obj] = {}
     for where, text in files.items():
         pending: list[str] = []           # a CREATE FUNCTION waiting for its COMMENT
@@ -160,9 +169,12 @@ def objects(files: dict[str, str]) -> dict[str, Obj]:
             elif m := CREATE_TRIGGER.match(code):
                 key = f"{m[1]} ON {m[2]}"
                 found[key] = Obj("trigger", key, where, [stmt])
+            elif (m := COMMENT_ON.match(code)) and where.endswith("schema.sql") and not pending:
+                key = f"COMMENT ON {m[1].upper()} {m[2]}"
+                found[key] = Obj("comment", key, where, [stmt])
             elif pending:
                 raise ValueError(f"{where}: a statement between a CREATE FUNCTION and its COMMENT: {code[:60]}")
-            elif not where.endswith("schema.sql"):
+            elif strict and not where.endswith("schema.sql"):
                 raise ValueError(f"{where}: not a function or trigger (tables go in sql/schema.sql): {code[:60]}")
         if pending:
             raise ValueError(f"{where}: the last CREATE FUNCTION has no COMMENT ON FUNCTION")
@@ -172,7 +184,8 @@ def objects(files: dict[str, str]) -> dict[str, Obj]:
 def schema_rest(text: str) -> list[str]:
     """The statements of sql/schema.sql that tools/sqlmig.py does not migrate (tables and the like)."""
     return [squash(code_of(s)) for s in statements(text)
-            if not (CREATE_FN.match(code_of(s)) or ON_FN.match(code_of(s)) or CREATE_TRIGGER.match(code_of(s)))]
+            if not (CREATE_FN.match(code_of(s)) or ON_FN.match(code_of(s)) or CREATE_TRIGGER.match(code_of(s))
+                    or COMMENT_ON.match(code_of(s)))]
 
 
 def current_files(root: Path) -> dict[str, str]:
@@ -228,7 +241,9 @@ def plan(old: dict[str, Obj], new: dict[str, Obj]) -> tuple[list[str], list[str]
     """(the migration's statements, the rollback's statements, counts) for going from old to new."""
     added = [o for k, o in new.items() if k not in old]
     changed = [o for k, o in new.items() if k in old and o.code != old[k].code]
-    removed = [o for k, o in old.items() if k not in new]
+    # A comment that is gone went with its table (a hand-written migration dropped it) or was
+    # removed by hand: neither is restated nor cleared here.
+    removed = [o for k, o in old.items() if k not in new and o.kind != "comment"]
     reshaped = {o.key for o in changed if o.kind == "function" and o.shape != old[o.key].shape}
     triggers_first = sorted(removed, key=lambda o: o.kind != "trigger")
 
@@ -248,33 +263,63 @@ def plan(old: dict[str, Obj], new: dict[str, Obj]) -> tuple[list[str], list[str]
     return up, down, {"added": len(added), "changed": len(changed), "dropped": len(removed)}
 
 
-def generate(root: Path, name: str, reason: str, base: str = "HEAD") -> tuple[Path, Path]:
+def default_base(root: Path, mig_id: str) -> str:
+    """The last commit that changed migrations/ other than `mig_id` itself."""
+    rev = git(root, "log", "-1", "--format=%H", "--", "migrations",
+              f":(exclude)migrations/{mig_id}.sql", f":(exclude)migrations/{mig_id}.rollback.sql").strip()
+    if not rev:
+        raise SystemExit("no commit has changed migrations/ yet: give --base")
+    return rev
+
+
+def generate(root: Path, name: str, reason: str, base: str | None = None,
+             number: str | None = None) -> tuple[Path, Path]:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise SystemExit(f"NAME must be snake_case: {name!r}")
     reason = squash(reason)
     if not reason:
         raise SystemExit("--reason is required: one line saying why this migration exists")
-    number = next_number(root, name)
+    number = number or next_number(root, name)
+    if not re.fullmatch(r"\d{4}", number):
+        raise SystemExit(f"--number takes four digits: {number!r}")
     mig_id = f"{number}_{name}"
     previous = [i for i in migration_ids(root) if i < mig_id]
+    base = base or default_base(root, mig_id)
+    before = files_at(root, base)
+    listed_before = expected_in_file(root)
     write_expected(root, previous + [mig_id] + [i for i in migration_ids(root) if i > mig_id])
+    try:
+        return _write(root, mig_id, previous, reason, base, before, listed_before)
+    except BaseException:
+        write_expected(root, listed_before)
+        raise
 
-    before, now = files_at(root, base), current_files(root)
+
+def _write(root: Path, mig_id: str, previous: list[str], reason: str, base: str, before: dict[str, str],
+           listed_before: list[str]) -> tuple[Path, Path]:
+    now = current_files(root)
     if "sql/schema.sql" in before and schema_rest(before["sql/schema.sql"]) != schema_rest(now["sql/schema.sql"]):
         print(f"sqlmig: sql/schema.sql differs from {base} outside its functions: that change needs a"
               " hand-written migration (tests/test_migrations.py compares the catalogues)", file=sys.stderr)
-    up, down, counts = plan(objects(before), objects(now))
+    old, new = objects(before, strict=False), objects(now)
+    if "sql/schema.sql" not in before:   # a base older than sql/schema.sql: its comments are not known
+        old.update({k: o for k, o in new.items() if o.kind == "comment"})
+    up, down, counts = plan(old, new)
+    differ = {k for k in old.keys() ^ new.keys()} | {k for k in old.keys() & new.keys() if old[k].code != new[k].code}
+    if not differ - {"internal.expected_migrations()"} and listed_before == previous:
+        raise SystemExit(f"sqlmig: no function or trigger of sql/ differs from {base}: nothing to migrate")
     rev = git(root, "rev-parse", "--short", base).strip()
+    label = rev if re.fullmatch(r"[0-9a-f]{40}", base) else f"{base} ({rev})"
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
     out = root / "migrations" / f"{mig_id}.sql"
     out.write_text(f"-- {reason}\n"
-                   f"-- Generated by tools/sqlmig.py from sql/ against {base} ({rev}): objects {summary}."
+                   f"-- Generated by tools/sqlmig.py from sql/ against {label}: objects {summary}."
                    " Do not edit; regenerate.\n"
                    f"-- depends: {previous[-1] if previous else ''}\n\n"
                    + "\n\n".join(up) + "\n")
     back = root / "migrations" / f"{mig_id}.rollback.sql"
-    back.write_text(f"-- Undoes {mig_id}: drops what it added, restates what it changed or dropped as at {base}.\n"
-                    f"-- Generated by tools/sqlmig.py from sql/ at {base} ({rev}). Do not edit; regenerate.\n\n"
+    back.write_text(f"-- Undoes {mig_id}: drops what it added, restates what it changed or dropped as at {label}.\n"
+                    f"-- Generated by tools/sqlmig.py from sql/ at {label}. Do not edit; regenerate.\n\n"
                     + "\n\n".join(down) + "\n")
     return out, back
 
@@ -284,7 +329,9 @@ def main(argv: list[str]) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("name", nargs="?", help="the migration's name, snake_case")
     ap.add_argument("--reason", default="", help="one line: why this migration exists")
-    ap.add_argument("--base", default="HEAD", help="the git revision holding the previous sql/ (default HEAD)")
+    ap.add_argument("--base", help="the git revision holding the previous sql/ (default: the last commit that"
+                                   " changed migrations/)")
+    ap.add_argument("--number", help="the migration's number, four digits (default: the next free one)")
     ap.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this one)")
     ap.add_argument("--check", action="store_true", help="exit 1 unless expected_migrations.sql lists migrations/")
     ap.add_argument("--load", metavar="URL", help="apply sql/ to the empty database at URL")
@@ -304,7 +351,7 @@ def main(argv: list[str]) -> int:
     if not args.name:
         ap.print_usage(sys.stderr)
         return 2
-    for path in generate(root, args.name, args.reason, args.base):
+    for path in generate(root, args.name, args.reason, args.base, args.number):
         print(path.relative_to(root))
     return 0
 
