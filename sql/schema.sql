@@ -78,7 +78,7 @@ CREATE TABLE "User" (
     email          text NOT NULL,
     name           text NOT NULL,
     role           text NOT NULL DEFAULT 'BUYER' CHECK (role IN ('BUYER', 'SELLER', 'ADMIN')),
-    "passwordHash" text NOT NULL,    -- scrypt (internal.password_hash), never the password
+    "passwordHash" text NOT NULL,    -- an scrypt hash (sql/internal/password_hash.sql), never the password
     "createdAt"    timestamptz NOT NULL DEFAULT now()
 );
 -- One account per email, whatever its case.
@@ -238,7 +238,7 @@ CREATE INDEX login_attempt_client_idx ON internal.login_attempt (client, attempt
 CREATE INDEX login_attempt_attempted_at_idx ON internal.login_attempt (attempted_at);
 CREATE INDEX login_attempt_pair_idx ON internal.login_attempt (email, client, attempted_at);
 COMMENT ON TABLE internal.login_attempt IS
-    'Login attempts not (yet) successful, per lower-cased email and client address; read by api.begin_login.';
+    'Login attempts not (yet) successful, per lower-cased email and client address; read by internal.login_throttle.';
 REVOKE ALL ON internal.login_attempt FROM PUBLIC;
 
 -- One row per accepted sign-up, per client (an IPv4 address or an IPv6 /64).

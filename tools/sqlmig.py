@@ -99,6 +99,11 @@ def squash(s: str) -> str:
     return re.sub(r"\s+", " ", s).strip()
 
 
+def uncommented(code: str) -> str:
+    """The code without its -- and /* */ comments (those inside quotes or a $$ body stay)."""
+    return TOKEN.sub(lambda m: " " if m[0].startswith(("--", "/*")) else m[0], code)
+
+
 # ---- the objects sql/ defines ----------------------------------------------------------------
 
 CREATE_FN = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+([\w.]+)\s*\(", re.I)
@@ -123,7 +128,7 @@ class Obj:
 
     @property
     def code(self) -> str:
-        return squash("\n".join(code_of(p) for p in self.parts))
+        return squash(uncommented("\n".join(code_of(p) for p in self.parts)))
 
     @property
     def shape(self) -> str:
@@ -183,7 +188,7 @@ def objects(files: dict[str, str], strict: bool = True) -> dict[str, Obj]:
 
 def schema_rest(text: str) -> list[str]:
     """The statements of sql/schema.sql that tools/sqlmig.py does not migrate (tables and the like)."""
-    return [squash(code_of(s)) for s in statements(text)
+    return [squash(uncommented(code_of(s))) for s in statements(text)
             if not (CREATE_FN.match(code_of(s)) or ON_FN.match(code_of(s)) or CREATE_TRIGGER.match(code_of(s))
                     or COMMENT_ON.match(code_of(s)))]
 

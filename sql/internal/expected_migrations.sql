@@ -1,6 +1,7 @@
 -- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
--- to. Each new migration restates this function with its own id added, so
--- api.integrity_report() can tell when a database lags behind its code.
+-- to, so api.integrity_report() can tell when a database lags behind its code. Derived from
+-- migrations/: tools/sqlmig.py rewrites the list with each migration it writes (never by hand),
+-- and `tools/sqlmig.py --check` and tests/test_migrations.py fail when the two disagree.
 -- Raises: nothing. Callers: api.integrity_report.
 CREATE OR REPLACE FUNCTION internal.expected_migrations()
 RETURNS text[]
@@ -26,8 +27,10 @@ AS $$
         '0016_report_verdict',
         '0017_plpgsql_check_clean',
         '0018_expiry_schedule',
-        '0019_expiry_schedule_functions'
+        '0019_expiry_schedule_functions',
+        '0050_catalogue_comments'
     ]
 $$;
-COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
+COMMENT ON FUNCTION internal.expected_migrations() IS
+    'The migration ids the current functions expect to be applied; written from migrations/ by tools/sqlmig.py.';
 REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;
