@@ -284,6 +284,8 @@ def generate(root: Path, name: str, reason: str, base: str | None = None,
     reason = squash(reason)
     if not reason:
         raise SystemExit("--reason is required: one line saying why this migration exists")
+    if re.match(r"(depends|transactional)\s*:", reason, re.I):
+        raise SystemExit("--reason must not start like a yoyo directive (depends:, transactional:)")
     number = number or next_number(root, name)
     if not re.fullmatch(r"\d{4}", number):
         raise SystemExit(f"--number takes four digits: {number!r}")
