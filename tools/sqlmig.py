@@ -162,6 +162,8 @@ def objects(files: dict[str, str], strict: bool = True) -> dict[str, Obj]:
             elif m := ON_FN.match(code):
                 sig = squash(m[1]).replace("( ", "(").replace(" )", ")")
                 if pending:
+                    if not re.match(r"COMMENT\s", code, re.I):
+                        raise ValueError(f"{where}: {sig} has no COMMENT ON FUNCTION right after its CREATE")
                     if not sig.startswith(CREATE_FN.match(code_of(pending[0]))[1] + "("):
                         raise ValueError(f"{where}: {sig} does not follow its CREATE FUNCTION")
                     if sig in found:
