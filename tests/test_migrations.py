@@ -401,6 +401,16 @@ def test_sqlmig_sees_every_function_and_trigger(db_url):
     assert {k for k, o in found.items() if o.kind == "trigger"} == triggers
 
 
+def test_generated_migrations_are_as_sqlmig_wrote_them():
+    """Every migration whose header says tools/sqlmig.py generated it is exactly what the tool
+    generates from sql/ at its base and at the last commit that changed it: nobody edited it or its
+    rollback by hand (0020 onwards; 0001-0019 predate the header and stay as they are)."""
+    generated = [i for i in sqlmig.migration_ids(ROOT)
+                 if sqlmig.HEADER.match((ROOT / "migrations" / f"{i}.sql").read_text())]
+    assert generated, "no migration written by tools/sqlmig.py"
+    assert sqlmig.verify(ROOT) == []
+
+
 def test_expected_migrations_lists_migrations_dir():
     """internal.expected_migrations() is derived from migrations/ (tools/sqlmig.py rewrites it):
     the file and the folder agree, and `--check` says so."""
@@ -520,6 +530,15 @@ REVOKE ALL ON FUNCTION api.sqlmig_probe() FROM PUBLIC;
         "function internal.expected_migrations()", "function api.limits()", "function api.set_limits(jsonb)",
         "function api.webhook_secrets()", "comment COMMENT"])
     assert len(up) < 20000, "the migration restates more than what changed"
+    assert sqlmig.verify(repo, {new_id}) == []                    # before it is committed: against sql/ now
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "probe_change")
+    assert sqlmig.verify(repo, {new_id}) == []
+    rollback_path = repo / "migrations" / f"{new_id}.rollback.sql"
+    rollback_path.write_text(down.replace("DROP FUNCTION IF EXISTS api.sqlmig_probe();\n", ""))
+    assert sqlmig.verify(repo, {new_id}) == [
+        f"migrations/{new_id}.rollback.sql: differs from what tools/sqlmig.py generates for it"]
+    rollback_path.write_text(down)
 
     migrated = server.create_database(server.prefix + "tool_" + uuid.uuid4().hex[:8], template="template0")
     loaded = server.create_database(server.prefix + "tool_" + uuid.uuid4().hex[:8], template="template0")
