@@ -114,8 +114,7 @@ CREATE TABLE "Product" (
 CREATE INDEX "Product_sellerId_idx" ON "Product" ("sellerId");
 
 -- Append-only (triggers ledger_append_only, ledger_no_truncate): sum(delta) per product is its
--- stock. No foreign key to "Order": a ledger row outlives nothing it points at, and the key's
--- check would lock the order row inside every checkout.
+-- stock. "orderId" names the order a change belongs to, if any (no foreign key).
 CREATE TABLE "StockLedger" (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     "productId"    text NOT NULL REFERENCES "Product" (id),
@@ -225,8 +224,8 @@ REVOKE ALL ON internal.webhook_secret FROM PUBLIC;
 
 -- ==== Login and sign-up limits =============================================================
 
--- One row per admitted login attempt: a failure, or a success in flight (a successful login
--- deletes the pair's rows). email is lower-cased as typed, registered or not.
+-- One row per failed login (app.login), per email (lower-cased as typed, registered or not) and
+-- client. A successful login deletes its pair's rows; api.lift_login_throttle lifts a lock.
 CREATE TABLE internal.login_attempt (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     email         text NOT NULL,
