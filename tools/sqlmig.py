@@ -42,6 +42,10 @@ differs from REV, and tests/test_migrations.py diffs the whole catalogue of "all
 `--load URL` applies sql/ to an empty database in the order of sql_files(): sql/schema.sql, then
 sql/internal/, sql/api/ and sql/app/ (each sorted by name), in one transaction, with
 check_function_bodies off so that a function may name one defined in a later file.
+
+One file of about 440 lines on purpose: a script run from the repository root with no package
+around it, whose parts (reading sql/ into objects, planning, writing, verifying) share one object
+model and are read together; docs/migrations.md is its guide.
 """
 from __future__ import annotations
 
