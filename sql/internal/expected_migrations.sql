@@ -28,7 +28,7 @@ AS $$
         '0017_plpgsql_check_clean',
         '0018_expiry_schedule',
         '0019_expiry_schedule_functions',
-        '0050_catalogue_comments'
+        '0020_catalogue_comments'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS
