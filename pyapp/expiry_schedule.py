@@ -14,6 +14,7 @@ import sys
 
 import psycopg
 
+from pyapp.db import registry
 from pyapp.runtime import database, scalar
 
 RUNNER_HEADERS = ["runner", "state", "last success", "detail"]
@@ -33,14 +34,14 @@ def runner_rows(conn) -> list[tuple] | None:
 
 
 def _refused(exc: psycopg.Error) -> int:
-    """Prints a refusal from the database (an MK... SQLSTATE) and returns its exit code: 2 for a
-    bad argument, 1 otherwise. Anything else is re-raised."""
-    if not (exc.sqlstate or "").startswith("MK"):
+    """Prints a refusal from the database (a SQLSTATE of the project's class) and returns its exit
+    code: 2 for a bad argument, 1 otherwise. Anything else is re-raised."""
+    if not (exc.sqlstate or "").startswith(registry.PROJECT_CLASS):
         raise exc
     print(f"pyapp: expiry-schedule: {exc.diag.message_primary}", file=sys.stderr)
     if exc.diag.message_hint:
         print(f"pyapp: {exc.diag.message_hint}", file=sys.stderr)
-    return 2 if exc.sqlstate == "MKV00" else 1
+    return 2 if registry.shipped().code_name(exc.sqlstate) == "INVALID_ARGUMENT" else 1
 
 
 def _cron_connect(owner_url: str, cron_db: str) -> psycopg.Connection:
@@ -71,7 +72,7 @@ def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
         except psycopg.Error as exc:
             conn.rollback()
             code = _refused(exc)
-            if exc.sqlstate == "MKS09" and db.local:
+            if registry.shipped().code_name(exc.sqlstate) == "INVALID_STATE" and db.local:
                 print("pyapp: the project's own cluster loads pg_cron from its next start when "
                       "postgresql-15-cron is installed (scripts/setup.sh installs it)", file=sys.stderr)
             return code

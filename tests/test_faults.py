@@ -29,8 +29,9 @@ import psycopg
 import pytest
 import requests
 
-from pyapp import auth, migrate, web
+from pyapp import auth, migrate
 from pyapp.localpg import Cluster
+from pyapp.web import plugin as web
 from tests.http_server import HttpServer
 from tests.invariants import assert_invariants, fill_carts, make_products, make_users
 from tests.pg import APP_ROLE

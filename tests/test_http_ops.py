@@ -17,9 +17,9 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from pyapp import web
 from pyapp.app import app as real_app
 from pyapp.localpg import free_port
+from pyapp.web import plugin as web
 from tests.http_server import HttpServer, http_app, http_db  # noqa: F401
 from tests.test_http_api import add, checkout, make_product, make_user
 
@@ -130,7 +130,7 @@ def test_health_503_when_database_unreachable_then_recovers(http_db):
 def _mini_app():
     a = bottle.Bottle(catchall=True)
     a.config["json.enable"] = False
-    a.install(web.ApiPlugin(web.Database()))
+    a.install(web.ApiPlugin(web.Pool()))
     a.default_error_handler = web.error_handler
     return a
 

@@ -10,7 +10,7 @@ import re
 import bottle
 import requests
 
-from pyapp import web
+from pyapp.web import plugin as web
 from tests.http_server import http_app, http_db  # noqa: F401 - fixtures
 from tests.test_http_ops import _call, _mini_app
 
