@@ -49,7 +49,9 @@ REVOKE ALL ON FUNCTION internal.expected_migrations() FROM PUBLIC;
 --                'no': never retried;
 --   retry_after  the Retry-After seconds sent with it (NULL: none); a DETAIL member "retryAfter"
 --                overrides it for any status; a 'detail' code sends it only when retryable;
---   description  one sentence for the API document (GET /openapi.json is generated from it).
+--   description  what it means, for the API document (GET /openapi.json is generated from it),
+--                and the problem's detail for PostgreSQL's own codes (their messages are not
+--                for clients).
 -- The HTTP app loads the policy from app.error_policy() on its first request and the OpenAPI
 -- texts from this file; a test checks that the README's error table says the same.
 -- Raises: nothing. Callers: anyone with EXECUTE (the HTTP app, the CLI, DBAs, CI).
@@ -61,45 +63,45 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     VALUES
         ('MK400', 'INSUFFICIENT_STOCK',     400, 'Stock insuficiente', 'no', NULL::integer,
-         'INSUFFICIENT_STOCK (title "Stock insuficiente", with `products`: each short product with requested and available)'),
+         'title "Stock insuficiente", with `products`: each short product with requested and available'),
         ('MKE00', 'EMPTY_CART',             400, 'The cart is empty', 'no', NULL,
-         'EMPTY_CART (checkout of an empty cart)'),
+         'checkout of an empty cart'),
         ('MKV00', 'INVALID_ARGUMENT',       400, 'Invalid argument', 'no', NULL,
-         'INVALID_ARGUMENT (wrong types, missing fields, out-of-range values; also some that depend on the state: a cart line growing past 10000 units, an order total past 99,999,999.99, a stock raise past 1,000,000,000 units with those of open orders)'),
+         'wrong types, missing fields, out-of-range values; also some that depend on the state: a cart line growing past 10000 units, an order total past 99,999,999.99, a stock raise past 1,000,000,000 units with those of open orders'),
         ('MK401', 'UNAUTHENTICATED',        401, 'Authentication required', 'no', NULL,
-         'UNAUTHENTICATED (a missing, invalid, expired or revoked bearer token)'),
+         'a missing, invalid, expired or revoked bearer token'),
         ('MKW01', 'INVALID_SIGNATURE',      401, 'Invalid signature', 'no', NULL,
-         'INVALID_SIGNATURE (a missing, bad, stale or reused webhook signature)'),
+         'a missing, bad, stale or reused webhook signature'),
         ('MK403', 'FORBIDDEN',              403, 'Not allowed', 'no', NULL,
-         'FORBIDDEN (the user''s role may not do this)'),
+         'the user''s role may not do this'),
         ('MK404', 'NOT_FOUND',              404, 'Not found', 'no', NULL,
-         'NOT_FOUND (an unknown route or resource, or another user''s order)'),
+         'an unknown route or resource, or another user''s order'),
         ('MK409', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification', 'detail', 1,
-         'CONCURRENCY_CONFLICT (a stale version, with `currentVersion`; or transient conflicts that outlasted 4 attempts, with `Retry-After`)'),
+         'a stale version, with `currentVersion`; or transient conflicts that outlasted 4 attempts, with `Retry-After`'),
         ('MKC09', 'ALREADY_EXISTS',         409, 'Already exists', 'no', NULL,
-         'ALREADY_EXISTS (the email is taken)'),
+         'the email is taken'),
         ('MKS09', 'INVALID_STATE',          409, 'Not allowed in the current state', 'no', NULL,
-         'INVALID_STATE (the order or product is not in a state that allows this)'),
+         'the order or product is not in a state that allows this'),
         ('MKQ09', 'MAX_PER_BUYER_EXCEEDED', 409, 'More than this product allows per buyer', 'no', NULL,
-         'MAX_PER_BUYER_EXCEEDED (the product''s `maxPerBuyer` units per buyer, counting what the buyer holds unpaid)'),
+         'the product''s `maxPerBuyer` units per buyer, counting what the buyer holds unpaid'),
         ('MKU09', 'TOO_MANY_UNPAID_ORDERS', 409, 'Too many unpaid orders', 'no', NULL,
-         'TOO_MANY_UNPAID_ORDERS (checkout: the buyer already holds `maxUnpaidOrders` unpaid orders; nothing is created and the cart is kept)'),
+         'checkout: the buyer already holds `maxUnpaidOrders` unpaid orders; nothing is created and the cart is kept'),
         ('MKI22', 'IDEMPOTENCY_KEY_REUSED', 422, 'Idempotency key reused with another payload', 'no', NULL,
-         'IDEMPOTENCY_KEY_REUSED (the Idempotency-Key was already used with another payload)'),
+         'the Idempotency-Key was already used with another payload'),
         ('MKT29', 'TOO_MANY_ATTEMPTS',      429, 'Too many attempts', 'no', 30,
-         'TOO_MANY_ATTEMPTS (5 failed logins of one email from one client within 15 minutes, that pair only and without checking the password; or more sign-ups from one client in an hour than REGISTRATIONS_PER_CLIENT_PER_HOUR; `Retry-After` and `retryAfter` give the seconds to wait)'),
+         '5 failed logins of one email from one client within 15 minutes, that pair only and without checking the password; or more sign-ups from one client in an hour than REGISTRATIONS_PER_CLIENT_PER_HOUR; `Retry-After` and `retryAfter` give the seconds to wait'),
         ('MK503', 'MAINTENANCE',            503, 'Service under maintenance', 'no', 30,
-         'MAINTENANCE (writes paused)'),
+         'writes paused'),
         ('MKN03', 'WEBHOOK_NOT_CONFIGURED', 503, 'Service unavailable', 'no', 30,
-         'WEBHOOK_NOT_CONFIGURED (no webhook key set)'),
+         'no webhook key set'),
         ('40001', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification', 'yes', 1,
-         'CONCURRENCY_CONFLICT (PostgreSQL''s serialization failure)'),
+         'PostgreSQL''s serialization failure'),
         ('40P01', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification', 'yes', 1,
-         'CONCURRENCY_CONFLICT (PostgreSQL''s deadlock detected)'),
+         'PostgreSQL''s deadlock detected'),
         ('55P03', 'CONCURRENCY_CONFLICT',   409, 'Concurrent modification', 'yes', 1,
-         'CONCURRENCY_CONFLICT (PostgreSQL''s lock timeout)'),
+         'PostgreSQL''s lock timeout'),
         ('57014', 'TIMEOUT',                503, 'Service unavailable', 'no', 5,
-         'TIMEOUT (the database took too long to answer)')
+         'the database took too long to answer')
 $$;
 COMMENT ON FUNCTION api.error_policy() IS
     'Registry of the SQLSTATEs answered by the HTTP app: code, HTTP status, title, retry policy, Retry-After and description.';
