@@ -131,7 +131,6 @@ def _mini_app():
     a = bottle.Bottle(catchall=True)
     a.config["json.enable"] = False
     a.install(web.ApiPlugin(web.Pool()))
-    a.default_error_handler = web.error_handler
     return a
 
 
