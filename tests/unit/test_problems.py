@@ -6,8 +6,18 @@ import json
 
 from bottle import response
 
-from pyapp.web.problems import (APP_CODES, PROBLEM_TYPE, Problem, all_codes, app_problem, bad_request,
-                                code_for_status, conflict, unavailable, with_ext)
+from pyapp.web.problems import (
+    APP_CODES,
+    PROBLEM_TYPE,
+    Problem,
+    all_codes,
+    app_problem,
+    bad_request,
+    code_for_status,
+    conflict,
+    unavailable,
+    with_ext,
+)
 from pyapp.web.render import PROBLEM_MEDIA, dumps, render_problem
 
 
