@@ -54,6 +54,20 @@ def _networks(name: str) -> tuple:
     return tuple(nets)
 
 
+HOLD_MINUTES_RANGE = (1, 7 * 24 * 60)
+
+
+def hold_minutes(value: int | None = None) -> int:
+    """The hold window of unpaid orders in minutes: `value` (a command's --hold-minutes) when
+    given, else ORDER_HOLD_MINUTES (default 30); 1 to 10080 (a week) either way."""
+    if value is None:
+        return _int("ORDER_HOLD_MINUTES", 30, *HOLD_MINUTES_RANGE)
+    lo, hi = HOLD_MINUTES_RANGE
+    if not lo <= value <= hi:
+        raise SystemExit(f"pyapp: the hold window must be between {lo} and {hi} minutes, not {value}")
+    return value
+
+
 def notify_webhook_url() -> str:
     """NOTIFY_WEBHOOK_URL, stripped; '' when unset."""
     return os.environ.get("NOTIFY_WEBHOOK_URL", "").strip()
@@ -95,7 +109,7 @@ class Config:
             host=os.environ.get("HOST", "127.0.0.1") or "127.0.0.1",
             port=_int("PORT", 8080, 1, 65535),
             webhook_secret=os.environ.get("PAYMENT_WEBHOOK_SECRET", ""),
-            order_hold_minutes=_int("ORDER_HOLD_MINUTES", 30, 1, 7 * 24 * 60),
+            order_hold_minutes=hold_minutes(),
             log_file=os.environ.get("LOG_FILE", ""),
             workers=_int("WORKERS", _int("WEB_CONCURRENCY", 2, 1, 64), 1, 64),
             threads=threads,

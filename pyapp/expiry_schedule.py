@@ -14,6 +14,7 @@ import sys
 
 import psycopg
 
+from pyapp import config
 from pyapp.db import registry
 from pyapp.runtime import database, scalar
 
@@ -50,15 +51,13 @@ def _cron_connect(owner_url: str, cron_db: str) -> psycopg.Connection:
 
 
 def expiry_schedule(args) -> int:
-    from pyapp.commands import hold_minutes
-
     with database() as db:
         with psycopg.connect(db.owner_url, autocommit=True) as conn:
             if scalar(conn, "SELECT to_regprocedure('api.expiry_status()')") is None:
                 print("pyapp: expiry-schedule: this database predates it: python -m pyapp migrate", file=sys.stderr)
                 return 1
         if args.action == "on":
-            return schedule_on(db, args.every_minutes, hold_minutes(args), args.batch_size)
+            return schedule_on(db, args.every_minutes, config.hold_minutes(args.hold_minutes), args.batch_size)
         if args.action == "off":
             return schedule_off(db)
         return schedule_status(db)
@@ -136,7 +135,7 @@ def schedule_status(db) -> int:
     with psycopg.connect(db.owner_url, autocommit=True) as conn:
         rows = conn.execute("""SELECT runner, state, running, last_success_at, detail, job_name, cron_database
                                 FROM api.expiry_status()""").fetchall()
-    from pyapp.commands import print_table
+    from pyapp.cli.tables import print_table
 
     print_table(RUNNER_HEADERS, [r[:2] + (_fmt(r[3]), r[4]) for r in rows])
     job, cron_db = next(((r[5], r[6]) for r in rows if r[0] == "pg_cron"), (None, None))

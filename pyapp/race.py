@@ -20,7 +20,7 @@ import uuid
 
 import psycopg
 
-from pyapp.commands import print_table
+from pyapp.cli.tables import print_table
 from pyapp.runtime import database, scalar
 
 

@@ -44,6 +44,15 @@ class Database:
         if self.cluster is not None:
             self.cluster.ensure_password(APP_ROLE)
 
+    @contextlib.contextmanager
+    def session(self, autocommit: bool = True):
+        """One owner connection for a command, as a pyapp.db.calls.Session (one transaction for the
+        whole command with autocommit=False, committed when it ends without an error)."""
+        from pyapp.db.calls import Session
+
+        with psycopg.connect(self.owner_url, autocommit=autocommit) as conn:
+            yield Session(conn)
+
     def stop_if_started(self) -> None:
         if self.cluster is not None and self.started_here:
             self.cluster.stop()

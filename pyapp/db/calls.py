@@ -6,6 +6,10 @@ pyapp.db.pool.Db, or `Session` below around a command's connection) and then the
 the SHA-256 of the bearer token (`caller`) for the app functions that authenticate in the database
 (sql/app/: the token is checked in the same statement, so authentication costs no extra round
 trip), or the client address for those that throttle by it. Each is a single statement.
+
+The commands' calls (at the end) run as the owner, on schema api, where the caller is the DBA
+who runs the command; the few reads of tables a command needs are named queries here too, so that
+no command writes SQL of its own.
 """
 from __future__ import annotations
 
@@ -30,6 +34,9 @@ class Session:
 
     def row(self, query: str, params=()):
         return self.conn.execute(query, params).fetchone()
+
+    def rows(self, query: str, params=()) -> list:
+        return self.conn.execute(query, params).fetchall()
 
 
 # ---------------------------------------------------------------- accounts (sql/app/auth.sql)
@@ -146,3 +153,74 @@ def ops_snapshot(db, hold_minutes: int) -> dict:
 
 def dashboard_stats(db, caller: str | None, hold_minutes: int) -> dict:
     return db.one("SELECT app.dashboard_stats(%s, make_interval(mins => %s))", (caller, hold_minutes))
+
+
+# ---------------------------------------------------------------- commands, as the owner (sql/api/)
+
+
+def pending_payment_orders(db) -> int:
+    """Orders whose stock is held under optimistic locking (rollback refuses to drop `version` then)."""
+    return db.one("""SELECT count(*) FROM "Order" WHERE status = 'PENDING_PAYMENT'""")
+
+
+def has_users(db) -> bool:
+    return db.one('SELECT EXISTS (SELECT 1 FROM "User")')
+
+
+def integrity_report(db, hold_minutes: int) -> list:
+    """(check name, ok, detail) rows."""
+    return db.rows("SELECT check_name, ok, detail FROM api.integrity_report(make_interval(mins => %s))",
+                   (hold_minutes,))
+
+
+def owner_set_maintenance(db, enabled: bool) -> dict:
+    return db.one("SELECT api.set_maintenance(%s)", (enabled,))
+
+
+def evaluate_alerts(db, hold_minutes: int, window_minutes: int, max_negative_stock: int,
+                    max_concurrency_errors: int, max_failed_orders: int, max_unpaid_past_hold: int) -> list:
+    """(rule, severity, value, threshold, firing, detail) rows."""
+    return db.rows(
+        """SELECT rule, severity, value, threshold, firing, detail
+           FROM api.evaluate_alerts(make_interval(mins => %s), make_interval(mins => %s), %s, %s, %s, %s)""",
+        (hold_minutes, window_minutes, max_negative_stock, max_concurrency_errors, max_failed_orders,
+         max_unpaid_past_hold))
+
+
+def report_and_verdict(db, amount: int, unit: str, min_checkouts: int | None) -> tuple[dict, dict]:
+    """api.checkout_report and api.deploy_verdict over the last `amount` `unit`s (mins, hours or
+    days), in one statement: the figures and the verdict see the same rows and the same now()."""
+    if unit not in ("mins", "hours", "days"):
+        raise ValueError(unit)
+    verdict_sql = "api.deploy_verdict(w)" if min_checkouts is None else "api.deploy_verdict(w, %(min)s)"
+    row = db.row(f"SELECT api.checkout_report(w), {verdict_sql} FROM make_interval({unit} => %(amount)s) AS w",
+                 {"amount": amount, "min": min_checkouts})
+    assert row is not None, "a SELECT from one interval returns one row"
+    return row[0], row[1]
+
+
+def expire_pending_orders(db, hold_minutes: int, batch: int) -> int:
+    return db.one("SELECT api.expire_pending_orders(make_interval(mins => %s), %s)", (hold_minutes, batch))
+
+
+def expiry_failures_now(db) -> list:
+    """(order_id, sqlstate, message, attempts) of the orders expiry skipped in this transaction."""
+    return db.rows("""SELECT order_id, sqlstate, message, attempts
+                      FROM api.expiry_failures() WHERE last_failed_at = now()""")
+
+
+def record_expiry_run(db, runner: str, expired: int, every_s: float | None) -> bool:
+    """Records an expiry pass; False on a database whose migrations predate the record."""
+    if not db.one("SELECT to_regprocedure('api.record_expiry_run(text, integer, interval)')"):
+        return False
+    db.one("SELECT api.record_expiry_run(%s, %s, make_interval(secs => %s))", (runner, expired, every_s))
+    return True
+
+
+def create_user(db, email: str, name: str, password_hash: str, role: str) -> dict:
+    return db.one("SELECT api.create_user(%s, %s, %s, %s)", (email, name, password_hash, role))
+
+
+def create_product_for(db, seller_id: str, name: str, price, stock: int, description: str) -> dict:
+    return db.one("SELECT api.create_product(%s, %s, %s::numeric, %s::integer, %s)",
+                  (seller_id, name, price, stock, description))
