@@ -1,10 +1,15 @@
 """The OpenAPI 3.1 document of every HTTP route (served at GET /openapi.json).
 
 It says what the server enforces, so that client generators and validators can trust it:
-`tests/test_http_fuzz.py` runs schemathesis with every check (`--checks all`, stateful phase
+`tests/integration/test_http_fuzz.py` runs schemathesis with every check (`--checks all`, stateful phase
 included) against it and fails on any disagreement. A limit added to a route belongs here too.
 Which operations need a bearer token is read from here by the app (`bearer_required`): a request
 to one of them without `Authorization: Bearer <token>` is answered 401 before anything else.
+The error responses' texts are generated from the error registry (error_texts).
+
+Past 300 lines on purpose: it is one document, read top to bottom as the API's reference; its
+schemas and paths refer to each other, and split across modules they would be harder to check
+against the routes (pyapp/web/routes/) than in one place.
 """
 from __future__ import annotations
 
