@@ -3,35 +3,11 @@ the rows are read from sql/api/error_codes.sql as the API document reads them, a
 error becomes the problem its row says."""
 from __future__ import annotations
 
-import json
-
-import psycopg
 import pytest
 
 from pyapp.db.registry import Code, Registry, detail_json, parse, shipped
 from pyapp.web.errors import problem_from_db
-
-
-class FakeDiag:
-    def __init__(self, message: str, detail: str | None):
-        self.message_primary, self.message_detail = message, detail
-
-
-class DbError(psycopg.Error):
-    """A psycopg error with a given SQLSTATE, message and DETAIL, as a server would raise it."""
-
-    def __init__(self, sqlstate: str, message: str = "refused", detail: dict | str | None = None):
-        self._state = sqlstate
-        self._diag = FakeDiag(message, json.dumps(detail) if isinstance(detail, dict) else detail)
-        super().__init__(message)
-
-    @property
-    def sqlstate(self):  # type: ignore[override]
-        return self._state
-
-    @property
-    def diag(self):  # type: ignore[override]
-        return self._diag
+from tests.support.db_errors import DbError
 
 
 def by_code(name: str) -> Code:
