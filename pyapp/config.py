@@ -68,6 +68,33 @@ def hold_minutes(value: int | None = None) -> int:
     return value
 
 
+def database_urls() -> tuple[str, str]:
+    """(DATABASE_URL, APP_DATABASE_URL or else DATABASE_URL); ('', '') when DATABASE_URL is unset
+    (the project's own cluster, pyapp.runtime)."""
+    owner = os.environ.get("DATABASE_URL", "")
+    return owner, (os.environ.get("APP_DATABASE_URL") or owner) if owner else ""
+
+
+def local_pgdata() -> str:
+    """LOCAL_PGDATA: where the project's own cluster lives ('' for .pgdata/ in the repository)."""
+    return os.environ.get("LOCAL_PGDATA", "")
+
+
+def command_password() -> str:
+    """MARKETPLACE_PASSWORD: create-user's password when not given as an argument ('' if unset)."""
+    return os.environ.get("MARKETPLACE_PASSWORD", "")
+
+
+def webhook_secret() -> str:
+    """PAYMENT_WEBHOOK_SECRET, read on its own by the commands that set the key ('' if unset)."""
+    return os.environ.get("PAYMENT_WEBHOOK_SECRET", "")
+
+
+def server_url() -> str:
+    """http://HOST:PORT of this machine's server (defaults 127.0.0.1 and 8080), as is."""
+    return f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
+
+
 def notify_webhook_url() -> str:
     """NOTIFY_WEBHOOK_URL, stripped; '' when unset."""
     return os.environ.get("NOTIFY_WEBHOOK_URL", "").strip()

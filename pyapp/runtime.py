@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pyapp import config
 from pyapp.localpg import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,13 +62,13 @@ class Database:
 
 def local_cluster() -> Cluster:
     """The project's own cluster: .pgdata/ under the repository, or LOCAL_PGDATA."""
-    return Cluster(Path(os.environ.get("LOCAL_PGDATA") or ROOT / ".pgdata"))
+    return Cluster(Path(config.local_pgdata() or ROOT / ".pgdata"))
 
 
 def open_database() -> Database:
-    url = os.environ.get("DATABASE_URL")
+    url, app_url = config.database_urls()
     if url:
-        return Database(owner_url=url, app_url=os.environ.get("APP_DATABASE_URL") or url)
+        return Database(owner_url=url, app_url=app_url)
     cluster = local_cluster()
     started = not cluster.running()
     if started:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import ipaddress
-import os
 import sys
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from pyapp import config
 from pyapp.cli.tables import print_table
 from pyapp.runtime import database, scalar
 
@@ -93,8 +93,8 @@ def apply_env(owner_url: str, cfg) -> list[str]:
 def _read_secret(args) -> str:
     if args.secret:
         return args.secret
-    if os.environ.get("PAYMENT_WEBHOOK_SECRET"):
-        return os.environ["PAYMENT_WEBHOOK_SECRET"]
+    if config.webhook_secret():
+        return config.webhook_secret()
     if sys.stdin.isatty():
         first = getpass.getpass("new webhook secret: ")
         if first and getpass.getpass("again: ") != first:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 
 import psycopg
 
+from pyapp import config
 from pyapp.db import calls
 from pyapp.db.registry import PROJECT_CLASS
 from pyapp.runtime import database
@@ -25,7 +25,7 @@ DEMO_PRODUCTS = [("Hand-thrown stoneware mug", "Glazed in ash blue; each one dif
 def create_user(args) -> int:
     from pyapp.auth import hash_password
 
-    password = args.password or os.environ.get("MARKETPLACE_PASSWORD") or getpass.getpass("password: ")
+    password = args.password or config.command_password() or getpass.getpass("password: ")
     with database() as db, db.session(autocommit=False) as s:
         try:
             user = calls.create_user(s, args.email, args.name, hash_password(password), args.role)

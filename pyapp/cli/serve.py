@@ -31,7 +31,7 @@ def is_loopback(host: str) -> bool:
 
 def demo_refusal(host: str) -> str | None:
     """Why `serve --demo` must not run here, or None. Its users' password is in the README."""
-    if os.environ.get("DATABASE_URL"):
+    if config.database_urls()[0]:
         return ("serve --demo loads users whose password is published, so only into the project's own "
                 "cluster: unset DATABASE_URL, or serve without --demo")
     if not is_loopback(host):

@@ -57,3 +57,30 @@ def test_values_in_range(env):
     cfg = Config.from_env()
     assert cfg.order_hold_minutes == 45 and cfg.release_early is False
     assert cfg.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.7/32"))
+
+
+def test_the_hold_window_is_validated_in_one_place(env):
+    from pyapp import config
+
+    assert config.hold_minutes() == 30 and config.hold_minutes(180) == 180
+    env.setenv("ORDER_HOLD_MINUTES", "45")
+    assert config.hold_minutes() == 45 and config.hold_minutes(5) == 5  # the argument wins
+    for bad in (0, -1, 7 * 24 * 60 + 1):
+        with pytest.raises(SystemExit) as info:
+            config.hold_minutes(bad)
+        assert "between 1 and 10080 minutes" in str(info.value)
+    env.setenv("ORDER_HOLD_MINUTES", "0")
+    with pytest.raises(SystemExit):
+        config.hold_minutes()
+
+
+def test_database_urls(env):
+    from pyapp import config
+
+    env.delenv("DATABASE_URL", raising=False)
+    env.delenv("APP_DATABASE_URL", raising=False)
+    assert config.database_urls() == ("", "")
+    env.setenv("DATABASE_URL", "postgresql://owner@db/m")
+    assert config.database_urls() == ("postgresql://owner@db/m", "postgresql://owner@db/m")
+    env.setenv("APP_DATABASE_URL", "postgresql://app@db/m")
+    assert config.database_urls() == ("postgresql://owner@db/m", "postgresql://app@db/m")
