@@ -58,13 +58,14 @@ HOLD_MINUTES_RANGE = (1, 7 * 24 * 60)
 
 
 def hold_minutes(value: int | None = None) -> int:
-    """The hold window of unpaid orders in minutes: `value` (a command's --hold-minutes) when
-    given, else ORDER_HOLD_MINUTES (default 30); 1 to 10080 (a week) either way."""
+    """The hold window of unpaid orders in minutes, for the commands: `value` (their --hold-minutes)
+    when given, which may be 0 (`expire-orders --hold-minutes 0` expires every unpaid order now, as
+    the runbook's rollback does) but not negative; else ORDER_HOLD_MINUTES (default 30), 1 to 10080
+    (a week) as the server reads it (Config.order_hold_minutes)."""
     if value is None:
         return _int("ORDER_HOLD_MINUTES", 30, *HOLD_MINUTES_RANGE)
-    lo, hi = HOLD_MINUTES_RANGE
-    if not lo <= value <= hi:
-        raise SystemExit(f"pyapp: the hold window must be between {lo} and {hi} minutes, not {value}")
+    if value < 0:
+        raise SystemExit("pyapp: the hold window must not be negative")
     return value
 
 
