@@ -17,7 +17,8 @@ import urllib.error
 
 import psycopg
 
-from pyapp import commands, deploy, expiry_schedule, notify, race, settings_commands, smoke
+from pyapp import deploy, expiry_schedule, notify, race, settings_commands, smoke
+from pyapp.cli import accounts, migrations, operations, report, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,10 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.epilog = ("After migrating, writes PAYMENT_WEBHOOK_SECRET, MAX_UNPAID_ORDERS and "
                 "REGISTRATIONS_PER_CLIENT_PER_HOUR into the database when they are set, then runs gunicorn "
                 "as the app role. Exit 2 on a malformed variable or a value the database refuses.")
-    s.set_defaults(func=commands.serve)
+    s.set_defaults(func=serve.serve)
 
     s = sub.add_parser("migrate", help="apply every pending migration")
-    s.set_defaults(func=commands.migrate)
+    s.set_defaults(func=migrations.migrate)
 
     s = sub.add_parser("rollback", help="roll back one named migration (and those after it), or all")
     g = s.add_mutually_exclusive_group(required=True)
@@ -44,29 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--all", action="store_true", help="roll back every migration")
     s.add_argument("--force", action="store_true",
                    help="drop the version column even while orders are PENDING_PAYMENT")
-    s.set_defaults(func=commands.rollback)
+    s.set_defaults(func=migrations.rollback)
 
     s = sub.add_parser("status", help="list applied and pending migrations; exit 1 when any is pending")
-    s.set_defaults(func=commands.status)
+    s.set_defaults(func=migrations.status)
 
     s = sub.add_parser("verify", help="run api.integrity_report(); exit 1 on any failed check")
     s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
-    s.set_defaults(func=commands.verify)
+    s.set_defaults(func=migrations.verify)
 
     s = sub.add_parser("backup", help="pg_dump (custom format) to a timestamped file, verified with pg_restore --list")
     s.add_argument("--dir", default="backups", help="folder for the dump (default: backups/)")
-    s.set_defaults(func=commands.backup)
+    s.set_defaults(func=operations.backup)
 
     s = sub.add_parser("maintenance", help="turn maintenance mode on or off")
     s.add_argument("state", choices=["on", "off"])
-    s.set_defaults(func=commands.maintenance)
+    s.set_defaults(func=operations.maintenance)
 
     s = sub.add_parser("expire-orders", help="cancel unpaid orders past the hold window and return their stock")
     s.add_argument("--every", type=float, default=None, metavar="SECONDS",
                    help="keep running, one pass every SECONDS, until SIGTERM or Ctrl-C")
     s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
     s.add_argument("--batch-size", type=int, default=500)
-    s.set_defaults(func=commands.expire_orders)
+    s.set_defaults(func=operations.expire_orders)
 
     s = sub.add_parser("expiry-schedule", help="run the order expiry inside PostgreSQL with pg_cron: on, off, status",
                        description="on: schedules api.expire_pending_orders as a pg_cron job of this database "
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="warning above this many PAYMENT_FAILED or CANCELLED orders in the window (default 50)")
     s.add_argument("--max-unpaid-past-hold", type=int, default=0,
                    help="warning above this many unpaid orders older than the hold window (default 0)")
-    s.set_defaults(func=commands.alerts)
+    s.set_defaults(func=operations.alerts)
 
     s = sub.add_parser("report", help="the day-one report: checkouts, success rate, conflicts, retries, latency, "
                                       "orders; with --check, the checklist's verdict (exit 0 pass, 1 warn, 2 fail)",
@@ -115,14 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fewer checkouts decided by the server than N in the window is WARN (insufficient "
                         "data), unless a rate misses its target even counted against N "
                         "(default: api.deploy_verdict's, 200)")
-    s.set_defaults(func=commands.report)
+    s.set_defaults(func=report.report)
 
     s = sub.add_parser("create-user", help="create a user of any role (ADMIN included)")
     s.add_argument("--email", required=True)
     s.add_argument("--name", required=True)
     s.add_argument("--role", choices=["BUYER", "SELLER", "ADMIN"], default="BUYER")
     s.add_argument("--password", default=None, help="default: read from the MARKETPLACE_PASSWORD variable or prompt")
-    s.set_defaults(func=commands.create_user)
+    s.set_defaults(func=accounts.create_user)
 
     s = sub.add_parser("simulate-race", help="N buyers race for the last unit over HTTP; exit 0 only if exactly one wins",
                        description="As the owner (DATABASE_URL, or the project's own cluster) make a product with "

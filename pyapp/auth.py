@@ -84,7 +84,7 @@ def token_hash(token: str) -> str:
 
 def bearer_hash(authorization: str | None) -> str | None:
     """SHA-256 hex of the bearer token in an Authorization header, or None when there is none
-    (the app functions then raise MK401)."""
+    (the app functions then answer UNAUTHENTICATED)."""
     if not authorization:
         return None
     scheme, _, token = authorization.strip().partition(" ")

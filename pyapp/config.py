@@ -54,6 +54,48 @@ def _networks(name: str) -> tuple:
     return tuple(nets)
 
 
+HOLD_MINUTES_RANGE = (1, 7 * 24 * 60)
+
+
+def hold_minutes(value: int | None = None) -> int:
+    """The hold window of unpaid orders in minutes, for the commands: `value` (their --hold-minutes)
+    when given, which may be 0 (`expire-orders --hold-minutes 0` expires every unpaid order now, as
+    the runbook's rollback does) but not negative; else ORDER_HOLD_MINUTES (default 30), 1 to 10080
+    (a week) as the server reads it (Config.order_hold_minutes)."""
+    if value is None:
+        return _int("ORDER_HOLD_MINUTES", 30, *HOLD_MINUTES_RANGE)
+    if value < 0:
+        raise SystemExit("pyapp: the hold window must not be negative")
+    return value
+
+
+def database_urls() -> tuple[str, str]:
+    """(DATABASE_URL, APP_DATABASE_URL or else DATABASE_URL); ('', '') when DATABASE_URL is unset
+    (the project's own cluster, pyapp.runtime)."""
+    owner = os.environ.get("DATABASE_URL", "")
+    return owner, (os.environ.get("APP_DATABASE_URL") or owner) if owner else ""
+
+
+def local_pgdata() -> str:
+    """LOCAL_PGDATA: where the project's own cluster lives ('' for .pgdata/ in the repository)."""
+    return os.environ.get("LOCAL_PGDATA", "")
+
+
+def command_password() -> str:
+    """MARKETPLACE_PASSWORD: create-user's password when not given as an argument ('' if unset)."""
+    return os.environ.get("MARKETPLACE_PASSWORD", "")
+
+
+def webhook_secret() -> str:
+    """PAYMENT_WEBHOOK_SECRET, read on its own by the commands that set the key ('' if unset)."""
+    return os.environ.get("PAYMENT_WEBHOOK_SECRET", "")
+
+
+def server_url() -> str:
+    """http://HOST:PORT of this machine's server (defaults 127.0.0.1 and 8080), as is."""
+    return f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
+
+
 def notify_webhook_url() -> str:
     """NOTIFY_WEBHOOK_URL, stripped; '' when unset."""
     return os.environ.get("NOTIFY_WEBHOOK_URL", "").strip()
@@ -95,7 +137,7 @@ class Config:
             host=os.environ.get("HOST", "127.0.0.1") or "127.0.0.1",
             port=_int("PORT", 8080, 1, 65535),
             webhook_secret=os.environ.get("PAYMENT_WEBHOOK_SECRET", ""),
-            order_hold_minutes=_int("ORDER_HOLD_MINUTES", 30, 1, 7 * 24 * 60),
+            order_hold_minutes=hold_minutes(),
             log_file=os.environ.get("LOG_FILE", ""),
             workers=_int("WORKERS", _int("WEB_CONCURRENCY", 2, 1, 64), 1, 64),
             threads=threads,

@@ -38,8 +38,10 @@ from pathlib import Path
 
 import psycopg
 
-from pyapp import commands, notify, smoke
+from pyapp import config, notify, smoke
 from pyapp import migrate as mig
+from pyapp.cli import operations
+from pyapp.cli.tables import print_table
 from pyapp.race import _http
 from pyapp.runtime import database, scalar
 
@@ -178,7 +180,7 @@ class Deploy:
         problems = []
         if long_tx:
             self.say(f"transactions older than the migrations' lock_timeout ({limit:g} s):")
-            commands.print_table(["pid", "age (s)", "state", "user", "query"], long_tx)
+            print_table(["pid", "age (s)", "state", "user", "query"], long_tx)
             if self.pending:
                 problems.append(f"{len(long_tx)} transaction(s) older than {limit:g} s could block the migrations "
                                 f"(pids {', '.join(str(r[0]) for r in long_tx)}): let them finish or end them "
@@ -225,8 +227,8 @@ class Deploy:
     def take_backup(self) -> None:
         self.begin("backup", f"pg_dump of {self.where} into {self.args.backup_dir}/")
         try:
-            self.backup, size, entries = commands.make_backup(self.owner_url, Path(self.args.backup_dir))
-        except commands.BackupFailed as exc:
+            self.backup, size, entries = operations.make_backup(self.owner_url, Path(self.args.backup_dir))
+        except operations.BackupFailed as exc:
             raise Failed(str(exc), 1) from None
         self.say(f"{self.backup}: {size} bytes, {entries} entries listed by pg_restore --list")
 
@@ -285,11 +287,11 @@ class Deploy:
 
     def verify(self) -> None:
         self.begin("verify", "api.integrity_report()")
-        hold = commands.hold_minutes(self.args)
+        hold = config.hold_minutes(getattr(self.args, "hold_minutes", None))
         with psycopg.connect(self.owner_url, autocommit=True) as conn:
             rows = conn.execute("SELECT check_name, ok, detail FROM api.integrity_report(make_interval(mins => %s))",
                                 (hold,)).fetchall()
-        commands.print_table(["check", "ok", "detail"], [(c, "ok" if ok else "FAILED", d) for c, ok, d in rows])
+        print_table(["check", "ok", "detail"], [(c, "ok" if ok else "FAILED", d) for c, ok, d in rows])
         failed = [c for c, ok, _ in rows if not ok]
         if failed:
             raise Failed(f"{len(failed)} integrity check(s) failed: {', '.join(failed)}", 1)

@@ -14,6 +14,8 @@ import sys
 
 import psycopg
 
+from pyapp import config
+from pyapp.db import registry
 from pyapp.runtime import database, scalar
 
 RUNNER_HEADERS = ["runner", "state", "last success", "detail"]
@@ -33,14 +35,14 @@ def runner_rows(conn) -> list[tuple] | None:
 
 
 def _refused(exc: psycopg.Error) -> int:
-    """Prints a refusal from the database (an MK... SQLSTATE) and returns its exit code: 2 for a
-    bad argument, 1 otherwise. Anything else is re-raised."""
-    if not (exc.sqlstate or "").startswith("MK"):
+    """Prints a refusal from the database (a SQLSTATE of the project's class) and returns its exit
+    code: 2 for a bad argument, 1 otherwise. Anything else is re-raised."""
+    if not (exc.sqlstate or "").startswith(registry.PROJECT_CLASS):
         raise exc
     print(f"pyapp: expiry-schedule: {exc.diag.message_primary}", file=sys.stderr)
     if exc.diag.message_hint:
         print(f"pyapp: {exc.diag.message_hint}", file=sys.stderr)
-    return 2 if exc.sqlstate == "MKV00" else 1
+    return 2 if registry.shipped().code_name(exc.sqlstate) == "INVALID_ARGUMENT" else 1
 
 
 def _cron_connect(owner_url: str, cron_db: str) -> psycopg.Connection:
@@ -49,15 +51,13 @@ def _cron_connect(owner_url: str, cron_db: str) -> psycopg.Connection:
 
 
 def expiry_schedule(args) -> int:
-    from pyapp.commands import hold_minutes
-
     with database() as db:
         with psycopg.connect(db.owner_url, autocommit=True) as conn:
             if scalar(conn, "SELECT to_regprocedure('api.expiry_status()')") is None:
                 print("pyapp: expiry-schedule: this database predates it: python -m pyapp migrate", file=sys.stderr)
                 return 1
         if args.action == "on":
-            return schedule_on(db, args.every_minutes, hold_minutes(args), args.batch_size)
+            return schedule_on(db, args.every_minutes, config.hold_minutes(args.hold_minutes), args.batch_size)
         if args.action == "off":
             return schedule_off(db)
         return schedule_status(db)
@@ -71,7 +71,7 @@ def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
         except psycopg.Error as exc:
             conn.rollback()
             code = _refused(exc)
-            if exc.sqlstate == "MKS09" and db.local:
+            if registry.shipped().code_name(exc.sqlstate) == "INVALID_STATE" and db.local:
                 print("pyapp: the project's own cluster loads pg_cron from its next start when "
                       "postgresql-15-cron is installed (scripts/setup.sh installs it)", file=sys.stderr)
             return code
@@ -135,7 +135,7 @@ def schedule_status(db) -> int:
     with psycopg.connect(db.owner_url, autocommit=True) as conn:
         rows = conn.execute("""SELECT runner, state, running, last_success_at, detail, job_name, cron_database
                                 FROM api.expiry_status()""").fetchall()
-    from pyapp.commands import print_table
+    from pyapp.cli.tables import print_table
 
     print_table(RUNNER_HEADERS, [r[:2] + (_fmt(r[3]), r[4]) for r in rows])
     job, cron_db = next(((r[5], r[6]) for r in rows if r[0] == "pg_cron"), (None, None))

@@ -8,7 +8,7 @@ any local process may connect from there. pyapp reads the client's address (X-Fo
 from the same setting.
 
 gthread workers: each process runs THREADS request threads sharing one psycopg_pool
-ConnectionPool, which pyapp.web creates lazily on the worker's first request, i.e. after the fork
+ConnectionPool, which pyapp.db.pool creates lazily on the worker's first request, i.e. after the fork
 (a pool made in the master would share sockets between processes). Not preloaded, for the same
 reason.
 
@@ -38,7 +38,7 @@ preload_app = False
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-# Request-line and header limits (the 64 KiB body limit is enforced by pyapp.web).
+# Request-line and header limits (the 64 KiB body limit is enforced by pyapp.web.parsing).
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
@@ -83,12 +83,7 @@ def worker_exit(server, worker):
     """Flushes the worker's persisted checkout figures, then closes its pool so PostgreSQL sees
     its connections end cleanly."""
     try:
-        from pyapp import app as app_module
-        from pyapp.metrics import STATS
-        for plugin in app_module.app.plugins:
-            if getattr(plugin, "name", None) == "api":
-                STATS.stop()
-                STATS.flush(plugin.database)
-                plugin.database.close()
+        from pyapp.app import app
+        app.close()  # ApiPlugin.close: stops the flusher, flushes the figures, closes the pool
     except Exception:  # noqa: BLE001 - best effort at exit
         pass

@@ -27,6 +27,8 @@ from typing import Callable
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from pyapp.db.registry import shipped
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # 5 ms to 10 s, dense where checkouts usually land; 30 s (the worker timeout) above 10 s so that a
 # P95 beyond 10 s stays visible.
@@ -70,7 +72,9 @@ LATENCY = Histogram("mk_checkout_duration_seconds", "Latency of the checkouts th
 # kept: looking one up by its label values costs more than the increment itself.
 _CHECKOUT_CHILDREN = {_o: CHECKOUTS.labels(_o) for _o in OUTCOMES}
 _RESPONSE_CHILDREN: dict = {}
-CONFLICTS.labels("MK409")
+for _code in shipped().codes:  # the conflicts a client may cause (registry: retryable "detail"), at 0
+    if _code.retryable == "detail" and _code.sqlstate:
+        CONFLICTS.labels(_code.sqlstate)
 for _status in ("500", "503"):  # at 0 from the start, so increase() counts the first one
     SERVER_ERRORS.labels(_status)
 
@@ -166,7 +170,7 @@ class StatsBuffer:
 
     def flush(self, database, on_error: Callable[[Exception, int], None] | None = None) -> int:
         """Persists the buffer with one app.record_checkout_stats call; returns the minutes written.
-        `database` has getconn(timeout) and putconn(conn) (pyapp.web.Database)."""
+        `database` has getconn(timeout) and putconn(conn) (pyapp.db.pool.Pool)."""
         rows = self.take()
         if not rows:
             return 0
@@ -205,7 +209,7 @@ class StatsBuffer:
 
 
 class Metrics:
-    """What pyapp.web records into: the Prometheus metrics and the persisted buffer at once.
+    """What pyapp.web.plugin records into: the Prometheus metrics and the persisted buffer at once.
     `retries` stays a plain per-process count for in-process tests."""
 
     def __init__(self, stats: StatsBuffer):

@@ -1,10 +1,15 @@
 """The OpenAPI 3.1 document of every HTTP route (served at GET /openapi.json).
 
 It says what the server enforces, so that client generators and validators can trust it:
-`tests/test_http_fuzz.py` runs schemathesis with every check (`--checks all`, stateful phase
+`tests/integration/test_http_fuzz.py` runs schemathesis with every check (`--checks all`, stateful phase
 included) against it and fails on any disagreement. A limit added to a route belongs here too.
 Which operations need a bearer token is read from here by the app (`bearer_required`): a request
 to one of them without `Authorization: Bearer <token>` is answered 401 before anything else.
+The error responses' texts are generated from the error registry (error_texts).
+
+Past 300 lines on purpose: it is one document, read top to bottom as the API's reference; its
+schemas and paths refer to each other, and split across modules they would be harder to check
+against the routes (pyapp/web/routes/) than in one place.
 """
 from __future__ import annotations
 
@@ -69,34 +74,28 @@ _ETAG = {"ETag": {"description": 'The product version, quoted: "3".', "required"
 _LOCATION = {"Location": {"description": "Where the new resource is read.", "required": True,
                           "schema": {"type": "string"}}}
 
-_ERROR_TEXT = {
-    400: "Invalid request: malformed JSON, wrong types, missing fields, out-of-range values "
-         "(INVALID_JSON, INVALID_ARGUMENT), INSUFFICIENT_STOCK (title \"Stock insuficiente\", with "
-         "`products`) or EMPTY_CART. A few depend on the state, not on the request's shape: "
-         "INSUFFICIENT_STOCK, EMPTY_CART, a cart line growing past 10000 units, an order total past "
-         "99,999,999.99, a stock raise past 1,000,000,000 units with those of open orders.",
-    401: "Missing, invalid, expired or revoked bearer token (UNAUTHENTICATED), or a missing, bad, "
-         "stale or reused webhook signature (INVALID_SIGNATURE).",
-    403: "The user's role may not do this (FORBIDDEN).",
-    404: "Unknown route or resource, or another user's order (NOT_FOUND).",
-    405: "Method not allowed on this route (METHOD_NOT_ALLOWED).",
-    409: "CONCURRENCY_CONFLICT (a stale version, with `currentVersion`; or transient conflicts that "
-         "outlasted 4 attempts, with `Retry-After`), ALREADY_EXISTS, INVALID_STATE, "
-         "TOO_MANY_UNPAID_ORDERS (checkout: the buyer already holds `maxUnpaidOrders` unpaid orders; "
-         "nothing is created and the cart is kept) or MAX_PER_BUYER_EXCEEDED (the product's "
-         "`maxPerBuyer` units per buyer, counting what the buyer holds unpaid).",
-    413: "The body exceeds 64 KiB (PAYLOAD_TOO_LARGE).",
-    422: "The Idempotency-Key was already used with another payload (IDEMPOTENCY_KEY_REUSED).",
-    428: "PATCH without If-Match or a \"version\" field (PRECONDITION_REQUIRED).",
-    429: "TOO_MANY_ATTEMPTS: 5 failed logins of one email from one client within 15 minutes (that "
-         "pair only; the password is not checked), or more sign-ups from one client in an hour than "
-         "REGISTRATIONS_PER_CLIENT_PER_HOUR. `Retry-After` and `retryAfter` give the seconds to wait.",
-    500: "Unexpected error (INTERNAL_ERROR); no internals are disclosed, the requestId finds the log line.",
-    503: ("MAINTENANCE (writes paused), WEBHOOK_NOT_CONFIGURED (no webhook key set), NOT_MIGRATED (the "
-          "database lacks this version's schema), BUSY (login and sign-up: every password-hashing slot "
-          "of the server is taken), DATABASE_UNAVAILABLE (member `database`: `unreachable`, or `busy` "
-          "when every pooled connection of the server is in use) or TIMEOUT; always with `Retry-After`."),
-}
+
+
+def error_texts() -> dict[int, tuple[str, bool, bool]]:
+    """Per HTTP error status: its description, generated from the error registry (the SQL file
+    sql/api/error_codes.sql and the HTTP layer's own codes, pyapp.web.problems.APP_CODES), and
+    whether a Retry-After may come with it and whether it always does."""
+    from pyapp.web.problems import all_codes
+
+    by_status: dict[int, list] = {}
+    for c in all_codes():
+        seen = by_status.setdefault(c.status, [])
+        if c.code not in [x.code for x in seen]:
+            seen.append(c)
+    out = {}
+    for status in sorted(by_status):
+        codes = by_status[status]
+        text = "; ".join(f"{c.code} ({c.description})" for c in codes) + "."
+        may = any(c.retry_after for c in codes)
+        always = may and all(c.retry_after and c.retryable != "detail" for c in codes)
+        out[status] = (text, may, always)
+    return out
+
 
 # Every operation that reads a bearer token, a header or the query string may answer 400 (a value
 # that is not UTF-8), and every one that reaches the database 503.
@@ -129,11 +128,11 @@ def _components() -> dict:
         "additionalProperties": True,
     }
     responses = {}
-    for status, text in _ERROR_TEXT.items():
+    for status, (text, may_retry, always) in error_texts().items():
         r = {"description": text, "content": {"application/problem+json": {"schema": _ref("schemas", "Problem")}}}
-        if status in (429, 503):  # always sent
+        if always:
             r["headers"] = {"Retry-After": {**_RETRY_AFTER, "required": True}}
-        elif status == 409:  # only where a retry can succeed
+        elif may_retry:  # only where a retry can succeed
             r["headers"] = {"Retry-After": _RETRY_AFTER}
         if status == 401:
             r["headers"] = {"WWW-Authenticate": {

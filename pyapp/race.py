@@ -9,7 +9,6 @@ cannot be reached. Its own module: an HTTP client, unlike the rest of the comman
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
 import threading
@@ -20,7 +19,8 @@ import uuid
 
 import psycopg
 
-from pyapp.commands import print_table
+from pyapp import config
+from pyapp.cli.tables import print_table
 from pyapp.runtime import database, scalar
 
 
@@ -79,7 +79,7 @@ def simulate_race(args) -> int:
     if args.buyers < 2:
         print("pyapp: a race needs at least 2 buyers", file=sys.stderr)
         return 2
-    base = (args.url or f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}").rstrip("/")
+    base = (args.url or config.server_url()).rstrip("/")
     _reachable(base)
     run = uuid.uuid4().hex[:8]
     with database() as db, psycopg.connect(db.owner_url, autocommit=True) as conn:

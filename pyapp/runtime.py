@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from pyapp import config
 from pyapp.localpg import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,15 @@ class Database:
         if self.cluster is not None:
             self.cluster.ensure_password(APP_ROLE)
 
+    @contextlib.contextmanager
+    def session(self, autocommit: bool = True):
+        """One owner connection for a command, as a pyapp.db.calls.Session (one transaction for the
+        whole command with autocommit=False, committed when it ends without an error)."""
+        from pyapp.db.calls import Session
+
+        with psycopg.connect(self.owner_url, autocommit=autocommit) as conn:
+            yield Session(conn)
+
     def stop_if_started(self) -> None:
         if self.cluster is not None and self.started_here:
             self.cluster.stop()
@@ -52,13 +62,13 @@ class Database:
 
 def local_cluster() -> Cluster:
     """The project's own cluster: .pgdata/ under the repository, or LOCAL_PGDATA."""
-    return Cluster(Path(os.environ.get("LOCAL_PGDATA") or ROOT / ".pgdata"))
+    return Cluster(Path(config.local_pgdata() or ROOT / ".pgdata"))
 
 
 def open_database() -> Database:
-    url = os.environ.get("DATABASE_URL")
+    url, app_url = config.database_urls()
     if url:
-        return Database(owner_url=url, app_url=os.environ.get("APP_DATABASE_URL") or url)
+        return Database(owner_url=url, app_url=app_url)
     cluster = local_cluster()
     started = not cluster.running()
     if started:

@@ -4,7 +4,7 @@ hoarding and mass sign-up (`limits`), plus `apply_env`, with which `serve` write
 PAYMENT_WEBHOOK_SECRET, MAX_UNPAID_ORDERS and REGISTRATIONS_PER_CLIENT_PER_HOUR there.
 
 All of them go through the owner's connection to api functions the app role may not execute.
-A module of its own, not more of commands.py, so that commands.py stays under about 450 lines.
+A module of its own beside pyapp/cli/, as the settings are a concern of their own.
 Each command takes the parsed arguments and returns an exit code: 0 done; 1 for `webhook-secret
 status` when no key is active (the webhook then refuses every delivery); 2 bad usage, including
 a value the database refuses (e.g. a key shorter than 16 bytes); 3 (from pyapp.__main__) the
@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import ipaddress
-import os
 import sys
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pyapp.commands import print_table
+from pyapp import config
+from pyapp.cli.tables import print_table
 from pyapp.runtime import database, scalar
 
 # The keys of api.limits() and the environment variables that set them.
@@ -93,8 +93,8 @@ def apply_env(owner_url: str, cfg) -> list[str]:
 def _read_secret(args) -> str:
     if args.secret:
         return args.secret
-    if os.environ.get("PAYMENT_WEBHOOK_SECRET"):
-        return os.environ["PAYMENT_WEBHOOK_SECRET"]
+    if config.webhook_secret():
+        return config.webhook_secret()
     if sys.stdin.isatty():
         first = getpass.getpass("new webhook secret: ")
         if first and getpass.getpass("again: ") != first:

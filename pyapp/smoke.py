@@ -29,6 +29,7 @@ from decimal import Decimal
 
 import psycopg
 
+from pyapp.db import registry
 from pyapp.race import _http
 from pyapp.runtime import database
 
@@ -117,7 +118,7 @@ def prepare(run: Run) -> int:
     try:
         fx = run.db("SELECT api.smoke_prepare()")[0]
     except psycopg.Error as exc:
-        if exc.sqlstate == "MK503":
+        if registry.code_of(run.conn, exc) == "MAINTENANCE":
             run.require("fixture", False, MAINTENANCE)
         raise
     run.user, run.product, run.price = fx["userId"], fx["productId"], _money(fx["price"])

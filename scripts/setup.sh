@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # run inside PostgreSQL (python -m pyapp expiry-schedule on; pyapp/localpg.py).
 # For the checks of monitoring/ and deploy/systemd/: promtool (prometheus), amtool
 # (prometheus-alertmanager), systemd-analyze (systemd), and python3-seccomp for the system Python
-# that runs tests/sandbox.py. On a machine booted with systemd, Debian starts the prometheus and
+# that runs tests/support/sandbox.py. On a machine booted with systemd, Debian starts the prometheus and
 # alertmanager daemons on install: `systemctl disable --now` them where they are not wanted.
 APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl chromium pgbouncer prometheus prometheus-alertmanager systemd python3-seccomp wrk postgresql-15-plpgsql-check)
 

@@ -1,7 +1,12 @@
+"""Fixtures shared by every test folder (pytest finds them here; no test imports them): a
+throwaway PostgreSQL server for the session (tests/support/pg.py), a fresh migrated database per
+test (dbname, db_url, app_url, conn) or per module (http_db), and the HTTP app under gunicorn on
+it (http_app). Tests in tests/unit/ use none of them and start no PostgreSQL."""
 import psycopg
 import pytest
 
-from tests.pg import APP_ROLE, Server
+from tests.support.http_server import HttpServer, seed_webhook_secret
+from tests.support.pg import APP_ROLE, Server
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +48,35 @@ def core_url(db_url):
 def conn(db_url):
     with psycopg.connect(db_url, autocommit=True) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def http_db(server):
+    """(superuser URL, app-role URL) of a fresh database for one test module."""
+    name = server.fresh_database()
+    yield server.url(name), server.url(name, user=APP_ROLE)
+    server.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def http_app(http_db):
+    """The app on http_db; with MK_VIA_PGBOUNCER=1 its DATABASE_URL goes through PgBouncer in
+    transaction pooling mode (tests/support/pgbouncer.py), e.g.
+    `MK_VIA_PGBOUNCER=1 .venv/bin/python -m pytest tests/integration/test_http_api.py`."""
+    from tests.support import pgbouncer
+
+    seed_webhook_secret(http_db[0])
+    if not pgbouncer.enabled():
+        srv = HttpServer(http_db[1]).start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+        return
+    with pgbouncer.via_pgbouncer(*http_db) as (bouncer, url, env):
+        srv = HttpServer(url, **env).start()
+        srv.pgbouncer = bouncer
+        try:
+            yield srv
+        finally:
+            srv.stop()

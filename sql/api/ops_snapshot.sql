@@ -2,7 +2,7 @@
 -- by status (every status of the contract, zeros included, so the series never disappear),
 -- products with negative stock, unpaid orders older than the hold window, and unpaid orders the
 -- expiry job had to skip (expiryFailed). The smoke test's orders (sql/api/smoke.sql) are left out.
--- Raises: nothing. Callers: GET /metrics (pyapp/app.py), api.dashboard_stats, DBAs.
+-- Raises: nothing. Callers: GET /metrics (pyapp/web/routes/operations.py), api.dashboard_stats, DBAs.
 CREATE OR REPLACE FUNCTION api.ops_snapshot(p_hold interval DEFAULT '30 minutes')
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER

@@ -1,8 +1,24 @@
 -- Schema app (see sql/app/auth.sql): what serving needs without a user (the error registry,
 -- health, the metrics snapshot, the workers' own checkout figures) and the admin's switches.
 
--- app.error_codes: the SQLSTATE registry (api.error_codes), loaded by each worker at start.
--- Raises: nothing. Callers: marketplace_app.
+-- app.error_policy: the SQLSTATE registry with its HTTP policy (api.error_policy), loaded by each
+-- worker on its first request.
+-- Raises: nothing. Callers: marketplace_app (pyapp.db.pool).
+CREATE OR REPLACE FUNCTION app.error_policy()
+RETURNS TABLE (sqlstate text, code text, http_status integer, title text, retryable text,
+               retry_after integer, description text)
+LANGUAGE sql IMMUTABLE SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+    SELECT * FROM api.error_policy()
+$$;
+COMMENT ON FUNCTION app.error_policy() IS 'The SQLSTATE registry with HTTP status, title, retry policy and Retry-After.';
+REVOKE ALL ON FUNCTION app.error_policy() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.error_policy() TO marketplace_app;
+
+-- app.error_codes: the project's SQLSTATEs (api.error_codes), as app servers before the policy
+-- loaded them; kept while such servers may still run.
+-- Raises: nothing. Callers: marketplace_app (older app servers).
 CREATE OR REPLACE FUNCTION app.error_codes()
 RETURNS TABLE (sqlstate text, code text, http_status integer, title text)
 LANGUAGE sql IMMUTABLE SECURITY DEFINER

@@ -28,7 +28,8 @@ AS $$
         '0017_plpgsql_check_clean',
         '0018_expiry_schedule',
         '0019_expiry_schedule_functions',
-        '0020_catalogue_comments'
+        '0020_catalogue_comments',
+        '0021_error_policy'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS

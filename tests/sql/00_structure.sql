@@ -3,7 +3,7 @@
 -- may execute the functions of schema app and nothing else: no api function (they take user,
 -- actor and seller ids), no internal helper, no table.
 BEGIN;
-SELECT plan(141);
+SELECT plan(144);
 
 -- The api functions (DBAs and the owner) and their argument types. Adding a function to api means
 -- adding it here (functions_are below fails until then) and giving it a test file.
@@ -20,6 +20,7 @@ INSERT INTO api_sig (fn, args) VALUES
     ('decrement_stock',       ARRAY['text', 'integer', 'integer', 'text', 'text']),
     ('deploy_verdict',        ARRAY['interval', 'integer']),
     ('error_codes',           ARRAY[]::name[]),
+    ('error_policy',          ARRAY[]::name[]),
     ('evaluate_alerts',       ARRAY['interval', 'interval', 'bigint', 'bigint', 'bigint', 'bigint']),
     ('expire_pending_orders', ARRAY['interval', 'integer']),
     ('expiry_failures',       ARRAY[]::name[]),
@@ -65,6 +66,7 @@ INSERT INTO app_sig (fn, args) VALUES
     ('create_product',        ARRAY['text', 'text', 'numeric', 'integer', 'text', 'integer']),
     ('dashboard_stats',       ARRAY['text', 'interval']),
     ('error_codes',           ARRAY[]::name[]),
+    ('error_policy',          ARRAY[]::name[]),
     ('get_cart',              ARRAY['text']),
     ('get_order',             ARRAY['text', 'text']),
     ('get_product',           ARRAY['text']),

@@ -1,7 +1,7 @@
 -- api.error_codes: the one registry of the project's SQLSTATEs, and every MK code the functions
 -- raise is in it.
 BEGIN;
-SELECT plan(9);
+SELECT plan(16);
 
 SELECT has_function('api', 'error_codes', ARRAY[]::name[]);
 SELECT set_eq($$ SELECT sqlstate FROM api.error_codes() $$,
@@ -35,6 +35,27 @@ SELECT is_empty($$
     WHERE p.pronamespace IN ('api'::regnamespace, 'app'::regnamespace, 'internal'::regnamespace)
     EXCEPT SELECT sqlstate FROM api.error_codes()
 $$, 'every MK code raised by an api, app or internal function is in the registry');
+
+-- The HTTP policy per code (api.error_policy): what the app retries, what it answers, and when.
+SELECT has_function('api', 'error_policy', ARRAY[]::name[]);
+SELECT set_eq($$ SELECT sqlstate, code, http_status, title FROM api.error_policy() WHERE sqlstate LIKE 'MK%' $$,
+              $$ SELECT sqlstate, code, http_status, title FROM api.error_codes() $$,
+              'api.error_codes is the project''s part of the policy');
+SELECT is_empty($$ SELECT sqlstate FROM api.error_policy()
+                   WHERE retryable NOT IN ('yes', 'detail', 'no') OR retryable IS NULL
+                      OR coalesce(description, '') = '' OR retry_after < 1 $$,
+                'every code says whether it is retried, and has a description; Retry-After is at least 1');
+SELECT results_eq($$ SELECT sqlstate, code, http_status, retryable, retry_after FROM api.error_policy()
+                     WHERE sqlstate IN ('40001', '40P01', '55P03', 'MK409') ORDER BY sqlstate $$,
+                  $$ VALUES ('40001', 'CONCURRENCY_CONFLICT', 409, 'yes', 1), ('40P01', 'CONCURRENCY_CONFLICT', 409, 'yes', 1),
+                            ('55P03', 'CONCURRENCY_CONFLICT', 409, 'yes', 1), ('MK409', 'CONCURRENCY_CONFLICT', 409, 'detail', 1) $$,
+                  'transient conflicts are retried; MK409 only when its DETAIL says so; both answer Retry-After: 1');
+SELECT is_empty($$ SELECT sqlstate FROM api.error_policy() WHERE http_status IN (429, 503) AND retry_after IS NULL $$,
+                'every 429 and 503 carries a Retry-After');
+SELECT is_empty($$ SELECT sqlstate FROM api.error_policy() GROUP BY 1 HAVING count(*) > 1 $$,
+                'each SQLSTATE has one policy');
+SELECT ok(has_function_privilege('marketplace_app', 'app.error_policy()', 'EXECUTE'),
+          'the app role loads the policy through app.error_policy');
 
 SELECT * FROM finish();
 ROLLBACK;
