@@ -139,16 +139,17 @@ def read_log(prefix: Path) -> list[tuple[float, int]]:
 
 def check(pg: Postgres, dbname: str, orders: int, expect_all: bool) -> tuple[bool, str, int]:
     with pg.connect(dbname) as c:
+        c.execute('ANALYZE "Order", "StockLedger", "Product"')
         neg, off, expired, twice, left = c.execute("""
+            WITH exp AS (SELECT "orderId", count(*) AS n FROM "StockLedger" WHERE reason = 'EXPIRED' GROUP BY 1)
             SELECT (SELECT count(*) FROM "Product" WHERE stock < 0),
                    (SELECT count(*) FROM "Product" p LEFT JOIN
                         (SELECT "productId", sum(delta) s FROM "StockLedger" GROUP BY 1) l ON l."productId" = p.id
                     WHERE p.stock <> coalesce(l.s, 0)),
                    (SELECT count(*) FROM "Order" WHERE id LIKE 'old-%%' AND status = 'CANCELLED'),
-                   (SELECT count(*) FROM (SELECT "orderId" FROM "StockLedger" WHERE reason = 'EXPIRED'
-                                          GROUP BY 1 HAVING count(*) <> 1) t),
-                   (SELECT count(*) FROM "Order" o WHERE o.id LIKE 'old-%%' AND o.status = 'CANCELLED'
-                       AND NOT EXISTS (SELECT 1 FROM "StockLedger" l WHERE l."orderId" = o.id AND l.reason = 'EXPIRED'))
+                   (SELECT count(*) FROM exp WHERE n <> 1),
+                   (SELECT count(*) FROM "Order" o LEFT JOIN exp ON exp."orderId" = o.id
+                    WHERE o.id LIKE 'old-%%' AND o.status = 'CANCELLED' AND exp."orderId" IS NULL)
         """).fetchone()
     problems = []
     if neg:
