@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from benchpg import Postgres  # noqa: E402
 
 from pyapp import migrate  # noqa: E402
-from pyapp.commands import expire_once  # noqa: E402
+from pyapp.commands import EXPIRY_YIELD, expire_once  # noqa: E402
 
 PREFIX = "mk_expbench_"
 PER_CLIENT = 100
@@ -183,7 +183,7 @@ def one_run(pg: Postgres, template: str, code: str, mode: str, args, tmp: Path, 
     if mode == "expiry":
         time.sleep(2)
         t0 = time.time()
-        run.expired, skipped = expire_once(pg.url(db), 30, args.batch_size)
+        run.expired, skipped = expire_once(pg.url(db), 30, args.batch_size, yield_ratio=args.yield_ratio)
         t1 = time.time()
         run.pass_s = t1 - t0
         run.window = (t0, t1)
@@ -213,6 +213,9 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=500, help="orders per expiry transaction (expire-orders' default)")
+    ap.add_argument("--yield-ratio", type=float, default=EXPIRY_YIELD,
+                    help=f"pause after each batch, as a multiple of its duration (default {EXPIRY_YIELD}, "
+                         "the runner's; 0: none)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-old", action="store_true", help="measure the current functions only")
     args = ap.parse_args()
@@ -240,7 +243,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nExpiry while buyers check out: {args.orders:,} unpaid orders an hour old over {args.products} "
           f"products, pgbench -c {args.clients} bench/checkout.sql on the same products, expire-orders "
-          f"batches of {args.batch_size}; {args.rounds} round(s), medians")
+          f"batches of {args.batch_size}, yield ratio {args.yield_ratio}; {args.rounds} round(s), medians")
     print("alone: transactions from 2 s after the start to the end; expiry: transactions that completed "
           "while the pass ran")
     head = f"{'code':<5} {'mode':<7} {'checkouts/s':>11} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'pass s':>7}"
