@@ -1,7 +1,7 @@
 """Expiry benchmark: what one `expire-orders` pass does to buyers checking out the same products.
 
     .venv/bin/python bench/expiry_bench.py [--orders 100000] [--products 100] [--clients 16]
-                                           [--seconds 30] [--batch-size 500] [--rounds 1] [--no-old]
+                                           [--seconds 30] [--batch-size 100] [--rounds 1] [--no-old]
 
 Starts a throwaway PostgreSQL cluster (or uses BENCH_DATABASE_URL), builds one migrated template
 with `--products` products, buyers, and `--orders` unpaid orders an hour old (one unit of one
@@ -212,7 +212,7 @@ def main() -> int:
     ap.add_argument("--products", type=int, default=100)
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=500, help="orders per expiry transaction (expire-orders' default)")
+    ap.add_argument("--batch-size", type=int, default=100, help="orders per expiry transaction (expire-orders' default)")
     ap.add_argument("--yield-ratio", type=float, default=EXPIRY_YIELD,
                     help=f"pause after each batch, as a multiple of its duration (default {EXPIRY_YIELD}, "
                          "the runner's; 0: none)")
