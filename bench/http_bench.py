@@ -57,6 +57,11 @@ SCENARIOS = ("hot", "spread")
 # copied here, in a virtual environment of its own built at bench time from its requirements.txt.
 PEER_DIR = Path(os.environ.get("PEER_DIR", str(ROOT.parent / "shared" / "peer")))
 PEER_VENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "mk-bench-peer"
+# --granian: our app also under granian's WSGI mode (a server with a native HTTP core), same workers
+# and threads, as a third server; granian lives in a cached environment of its own that sees .venv.
+GRANIAN_VERSION = "2.8.9"
+GRANIAN_VENV = PEER_VENV_ROOT.parent / f"mk-bench-granian-{GRANIAN_VERSION}"
+OURS = ("ours", "granian")   # servers that serve pyapp.wsgi:app
 
 
 def log(msg: str) -> None:
@@ -380,7 +385,7 @@ class Run:
 
 def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Path, run: Run,
         mode: str | None = None) -> Run:
-    mode = mode or ("ours" if srv.name == "ours" else "baseline")
+    mode = mode or ("ours" if srv.name in OURS else "baseline")
     cmd = ["wrk", "-c", str(connections), "-t", str(WRK_THREADS), "-d", f"{seconds}s", "--latency",
            "-s", str(LUA), srv.url, "--", mode, block.scenario, str(block.first), str(block.per_thread),
            str(PRODUCTS)]
@@ -430,7 +435,7 @@ def measured_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connect
     # per connection more orders than 201s seen.
     if not run.failed and not run.created <= new_orders <= run.created + connections:
         problems.append(f"{new_orders} orders for {run.created} answers 201")
-    if srv.name == "ours" and before["cart_lines"] - after["cart_lines"] != new_orders:
+    if srv.name in OURS and before["cart_lines"] - after["cart_lines"] != new_orders:
         problems.append(f"{before['cart_lines'] - after['cart_lines']} carts emptied for {new_orders} orders")
     if run.wrapped:
         problems.append(f"{run.wrapped} requests reused a buyer (blocks too small)")
@@ -535,6 +540,30 @@ def peer_server(pg: Postgres, dbname: str, logdir: Path, workers: str, threads: 
            "-b", "127.0.0.1:{port}", "orm_app:app"]
     return Gunicorn("peer", "orm_app:app", "", logdir, cmd=cmd, health="/healthz", cwd=PEER_DIR,
                     env={"PEER_DB_URL": url, "PEER_POOL_SIZE": threads})
+
+
+def granian_server(pg: Postgres, dbname: str, logdir: Path, workers: str, threads: str) -> Gunicorn:
+    """Our app under granian --interface wsgi, WORKERS processes of THREADS blocking threads each.
+    Bench-only: gunicorn stays the server of pyapp (its config carries the metrics and proxy
+    settings); this measures what the HTTP server's own CPU costs."""
+    if not (GRANIAN_VENV / ".complete").exists():
+        log(f"granian: building {GRANIAN_VENV}")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(GRANIAN_VENV)], check=True)
+        subprocess.run([str(GRANIAN_VENV / "bin" / "pip"), "install", "-q", f"granian=={GRANIAN_VERSION}"], check=True)
+        purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        site = subprocess.run([str(GRANIAN_VENV / "bin" / "python"), "-c", purelib],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        ours_site = subprocess.run([sys.executable, "-c", purelib], capture_output=True, text=True,
+                                   check=True).stdout.strip()
+        Path(site, "mk-bench-venv.pth").write_text(ours_site + "\n")
+        (GRANIAN_VENV / ".complete").write_text(GRANIAN_VERSION)
+    prom = logdir / "granian-metrics"
+    prom.mkdir(exist_ok=True)
+    cmd = [str(GRANIAN_VENV / "bin" / "granian"), "--interface", "wsgi", "--workers", workers,
+           "--blocking-threads", threads, "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning",
+           "pyapp.wsgi:app"]
+    return Gunicorn("granian", "pyapp.wsgi:app", pg.url(dbname, APP_ROLE), logdir, cmd=cmd,
+                    env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
 
 
 def reset_peer(pg: Postgres, dbname: str) -> None:
@@ -736,6 +765,12 @@ def print_report(runs: list[Run], connections: int, seconds: int, rounds: int, w
              f"{ratio('peer', 'spread'):.2f}x  (target >= 4)", ratio("peer", "spread") >= 4.0)]
     for text, ok in targets:
         print(f"{text:<90} {'PASS' if ok else 'FAIL'}")
+    if ("granian", "hot") in by and ("peer", "hot") in by:
+        for sc in SCENARIOS:
+            g, o, pe = by[("granian", sc)], by[("ours", sc)], by[("peer", sc)]
+            print(f"granian, {sc}: {g.med_rate:.1f} checkouts/s = {g.med_rate / o.med_rate if o.med_rate else float('nan'):.2f}x "
+                  f"ours under gunicorn, {g.med_rate / pe.med_rate if pe.med_rate else float('nan'):.2f}x the peer; "
+                  f"p99 {g.med(lambda x: x.p99_ms):.1f} ms, 409 {g.conflicts}")
     if ("baseline", "hot") in by:
         print(f"against the old baseline (bench/baseline_app.py): hot {ratio('baseline', 'hot'):.2f}x, "
               f"spread {ratio('baseline', 'spread'):.2f}x")
@@ -791,6 +826,8 @@ def main() -> int:
     ap.add_argument("--with-baseline", action="store_true",
                     help="also run the old ORM-style baseline (bench/baseline_app.py) and the floors")
     ap.add_argument("--no-peer", action="store_true", help="leave the ORM peer out")
+    ap.add_argument("--granian", action="store_true",
+                    help="also serve our app under granian's WSGI mode (same workers and threads) as a third server")
     ap.add_argument("--no-journey", action="store_true", help="leave the user-journey mix out")
     ap.add_argument("--quick", action="store_true", help="smoke run: one round of 5 s, 1 s warm-up")
     args = ap.parse_args()
@@ -805,7 +842,8 @@ def main() -> int:
         return 2
     workers, threads = os.environ.get("WORKERS", "2"), os.environ.get("THREADS", "8")
     os.environ.update(WORKERS=workers, THREADS=threads)  # every server inherits the same settings
-    names = ["ours"] + ([] if args.no_peer else ["peer"]) + (["baseline"] if args.with_baseline else [])
+    names = (["ours"] + ([] if args.no_peer else ["peer"]) + (["granian"] if args.granian else [])
+             + (["baseline"] if args.with_baseline else []))
 
     tmp = Path(tempfile.mkdtemp(prefix="mk-httpbench-"))
     os.chmod(tmp, 0o755)  # the cluster's owner (postgres, when we are root) must traverse it
@@ -825,13 +863,18 @@ def main() -> int:
         if "peer" in names:
             dbs["peer"] = pg.create(PREFIX + "peer")
             reset_peer(pg, dbs["peer"])
+        if "granian" in names:
+            dbs["granian"] = pg.create(PREFIX + "granian", template)
+            fill_carts(pg, dbs["granian"], blocks)
         fill_carts(pg, dbs["ours"], blocks)
-        for name in ("ours", "baseline"):
+        for name in ("ours", "granian", "baseline"):
             if name in dbs:
                 vacuum(pg, dbs[name])
         servers["ours"] = Gunicorn("ours", "pyapp.wsgi:app", pg.url(dbs["ours"], APP_ROLE), tmp)
         if "peer" in names:
             servers["peer"] = peer_server(pg, dbs["peer"], tmp, workers, threads)
+        if "granian" in names:
+            servers["granian"] = granian_server(pg, dbs["granian"], tmp, workers, threads)
         if "baseline" in names:
             servers["baseline"] = Gunicorn("baseline", "baseline_app:app", pg.url(dbs["baseline"]), tmp,
                                            extra_args=("--pythonpath", str(BENCH)))
