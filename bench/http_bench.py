@@ -1,19 +1,24 @@
-"""HTTP checkout benchmark: our app against the old ORM-style checkout, driven by wrk, one table.
+"""HTTP checkout benchmark: our app against the ORM peer, driven by wrk, one table.
 
-    .venv/bin/python bench/http_bench.py [--seconds 15] [--connections 32] [--quick]
+    .venv/bin/python bench/http_bench.py [--rounds 3] [--seconds 15] [--warmup 5] [--connections 32]
+                                         [--with-baseline] [--granian] [--no-peer] [--no-journey] [--quick]
 
 Starts a throwaway PostgreSQL cluster (or uses BENCH_DATABASE_URL, a role that may CREATE
-DATABASE), builds one migrated, seeded template and copies it into one database per server under
-test. Then it serves each with gunicorn, the same config file and settings for both
-(pyapp/gunicorn_conf.py: gthread, WORKERS x THREADS, 127.0.0.1 on a free port):
+DATABASE), builds one migrated, seeded template and copies it into one database per server of
+ours. Serves, with the same shape (WORKERS x THREADS gthread, 127.0.0.1 on free ports):
 
   ours      python -m gunicorn -c pyapp/gunicorn_conf.py pyapp.wsgi:app, as marketplace_app
-  baseline  the same, serving bench/baseline_app.py, as the tables' owner
+  peer      the ORM peer of ../shared/peer (PEER_DIR), run from there in a virtual environment of
+            its own (~/.cache/mk-bench-peer/), gunicorn -k gthread --reuse-port, fresh schema.sql
+            before each of its runs
+  granian   (--granian) our app under granian's WSGI mode, same workers and threads
+  baseline  (--with-baseline) bench/baseline_app.py, the older ORM-style stand-in, and the floors
 
-and drives both with wrk (bench/http_checkout.lua, -c <connections> -t 2 -d <seconds> --latency)
-in two scenarios: hot (everyone buys product 'hot') and spread (a random one of 10,000). Every
-request is one checkout of one unit by a buyer used once; our buyers' carts are filled before the
-run (see bench/README.md). After every run it checks in the database that orders and stock agree.
+and drives them with wrk in two scenarios, hot (everyone buys one product) and spread (a random
+one of 10,000), --rounds times each with the servers alternating; then the user-journey mix on
+ours (bench/http_journey.lua). Every request of a checkout run is one checkout of one unit; our
+buyers' carts are filled before the run (see bench/README.md). After every run it checks in the
+database that orders and stock agree. The table gives medians over the rounds.
 """
 from __future__ import annotations
 
