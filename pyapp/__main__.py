@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=float, default=None, metavar="SECONDS",
                    help="keep running, one pass every SECONDS, until SIGTERM or Ctrl-C")
     s.add_argument("--hold-minutes", type=int, default=None, help="hold window (default ORDER_HOLD_MINUTES or 30)")
-    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--batch-size", type=int, default=100,
+                   help="orders per transaction (default 100: few products locked at once, see bench/expiry_bench.py)")
     s.set_defaults(func=operations.expire_orders)
 
     s = sub.add_parser("expiry-schedule", help="run the order expiry inside PostgreSQL with pg_cron: on, off, status",

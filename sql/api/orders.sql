@@ -102,6 +102,14 @@ REVOKE ALL ON FUNCTION api.record_payment(text, boolean, text) FROM PUBLIC;
 -- (see api.expiry_failures) with a WARNING, and not selected again for 10 minutes, so it never
 -- sits at the head of the queue. Returns how many it expired; call again while it returns
 -- p_batch_size.
+-- Buyers of the same products are kept waiting as little as possible: the orders are cancelled
+-- first and their stock is returned last, one UPDATE per product (internal.return_stock), so a
+-- product's row is locked only for the end of the transaction. That commit does not wait for the
+-- disk (synchronous_commit off for this transaction only), so the products' locks are released
+-- without waiting for a WAL flush: a crash can lose the last expiries, which leaves those orders
+-- unpaid with their stock held, as before the pass, and the next pass expires them again. Nothing
+-- durable can depend on a lost expiry: a sale of the returned units commits after it, and its
+-- durable commit flushes the WAL past the expiry's.
 -- It runs during maintenance mode too: it is housekeeping, not a client's write, and a rollback
 -- drains the unpaid orders with it while checkouts and payments are paused (docs/runbook.md).
 -- Raises: MKV00 negative window or batch size outside 1..10000. WARNING for each order skipped.
@@ -145,12 +153,13 @@ BEGIN
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
+    PERFORM set_config('synchronous_commit', 'off', true);
     BEGIN
-        PERFORM internal.return_stock(v_ids, v_reasons);
         UPDATE "Order" o SET status = 'CANCELLED', "cancelledAt" = now(), "updatedAt" = now(),
                              "cancelReason" = r.reason
         FROM unnest(v_ids, v_reasons) AS r(oid, reason)
         WHERE o.id = r.oid;
+        PERFORM internal.return_stock(v_ids, v_reasons);
         RETURN array_length(v_ids, 1);
     EXCEPTION WHEN OTHERS THEN
         -- Redone below, one order at a time.
@@ -158,10 +167,10 @@ BEGIN
     END;
     FOR i IN 1 .. array_length(v_ids, 1) LOOP
         BEGIN
-            PERFORM internal.return_stock(ARRAY[v_ids[i]], ARRAY[v_reasons[i]]);
             UPDATE "Order" o SET status = 'CANCELLED', "cancelledAt" = now(), "updatedAt" = now(),
                                  "cancelReason" = v_reasons[i]
             WHERE o.id = v_ids[i];
+            PERFORM internal.return_stock(ARRAY[v_ids[i]], ARRAY[v_reasons[i]]);
             v_expired := v_expired + 1;
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;

@@ -29,7 +29,8 @@ AS $$
         '0018_expiry_schedule',
         '0019_expiry_schedule_functions',
         '0020_catalogue_comments',
-        '0021_error_policy'
+        '0021_error_policy',
+        '0022_expiry_short_locks'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS

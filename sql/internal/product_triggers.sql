@@ -29,6 +29,11 @@ CREATE OR REPLACE TRIGGER product_bump_version
 -- row per stock change. The reason and order come from the transaction-local settings
 -- mk.stock_reason and mk.order_id that the api functions set; a plain UPDATE by a DBA is recorded
 -- as an ADJUSTMENT, a new product's stock as its OPENING_BALANCE.
+-- One UPDATE that returns the stock of several orders at once (internal.return_stock) sets
+-- mk.stock_split to {"p": product id, "rows": [[order id, units, reason], ...]}: the change is then
+-- written as one ledger row per order, in that order, each with the stock after it (the last one's
+-- is the row's new stock) and the row's new version. A split that names another product or whose
+-- units do not add up to the change is refused, so the ledger can never disagree with the stock.
 -- The two triggers on every UPDATE of a product carry no SET clause (saving and restoring a
 -- setting on each row costs more than the rest of them) and name every table in full instead.
 -- Raises: nothing of its own. Callers: the trigger only.
@@ -38,15 +43,34 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_delta integer := NEW.stock - CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE OLD.stock END;
+    v_split text;
+    v_rows  jsonb;
 BEGIN
-    IF v_delta <> 0 THEN
+    IF v_delta = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_split := current_setting('mk.stock_split', true);
+    IF v_split IS NULL OR v_split = '' OR TG_OP = 'INSERT' THEN
         INSERT INTO public."StockLedger" ("productId", delta, reason, "orderId", "versionAfter", "stockAfter")
         VALUES (NEW.id, v_delta,
                 CASE WHEN TG_OP = 'INSERT' THEN 'OPENING_BALANCE'
                      ELSE coalesce(nullif(current_setting('mk.stock_reason', true), ''), 'ADJUSTMENT') END,
                 nullif(current_setting('mk.order_id', true), ''),
                 NEW."version", NEW.stock);
+        RETURN NULL;
     END IF;
+    v_rows := v_split::jsonb -> 'rows';
+    IF (v_split::jsonb ->> 'p') IS DISTINCT FROM NEW.id
+       OR (SELECT sum((r ->> 1)::integer) FROM pg_catalog.jsonb_array_elements(v_rows) r) IS DISTINCT FROM v_delta THEN
+        RAISE EXCEPTION USING ERRCODE = 'MKS09',
+            MESSAGE = 'the ledger split does not match this stock change',
+            DETAIL = pg_catalog.jsonb_build_object('productId', NEW.id, 'delta', v_delta, 'split', v_split::jsonb)::text;
+    END IF;
+    INSERT INTO public."StockLedger" ("productId", delta, reason, "orderId", "versionAfter", "stockAfter")
+    SELECT NEW.id, (r ->> 1)::integer, r ->> 2, r ->> 0, NEW."version",
+           OLD.stock + sum((r ->> 1)::integer) OVER (ORDER BY n)
+    FROM pg_catalog.jsonb_array_elements(v_rows) WITH ORDINALITY AS e(r, n)
+    ORDER BY n;
     RETURN NULL;
 END
 $$;

@@ -3,7 +3,7 @@
 -- ledger with its reason, order and version after; the ledger is append-only; stock >= 0 holds.
 BEGIN;
 \ir lib/helpers.psql
-SELECT plan(27);
+SELECT plan(33);
 
 CREATE TEMP TABLE fx AS SELECT pg_temp.mk_user('SELLER') AS seller;
 -- A plain INSERT, as a DBA or the old ORM would do it, dated in the past so "updatedAt" can be seen to move.
@@ -69,6 +69,28 @@ SELECT throws_ok($$ UPDATE "Product" SET stock = stock + 1 WHERE id = 'p-trig' $
                  'an unknown ledger reason fails the ledger CHECK');
 SELECT set_config('mk.stock_reason', '', true);
 SELECT is(pg_temp.stock_of('p-trig'), 8, 'and the stock did not change');
+
+-- One UPDATE that returns several orders' units (internal.return_stock) is split into one ledger
+-- row per order, each with the stock after it; a split that does not match is refused (6)
+SELECT set_config('mk.stock_split', '{"p": "p-trig", "rows": [["o-1", 2, "EXPIRED"], ["o-2", 3, "PAYMENT_FAILED_EXPIRED"]]}', true);
+UPDATE "Product" SET stock = stock + 5 WHERE id = 'p-trig';
+SELECT set_config('mk.stock_split', '', true);
+SELECT results_eq($$ SELECT delta, reason, "orderId", "stockAfter", "versionAfter" = (SELECT "version" FROM "Product" WHERE id = 'p-trig')
+                     FROM "StockLedger" WHERE "productId" = 'p-trig' ORDER BY id DESC LIMIT 2 $$,
+                  $$ VALUES (3, 'PAYMENT_FAILED_EXPIRED', 'o-2', 13, true), (2, 'EXPIRED', 'o-1', 10, true) $$,
+                  'a split update writes one row per order, in order, each with the stock after it');
+SELECT is(pg_temp.ledger_sum('p-trig'), pg_temp.stock_of('p-trig'), 'after a split, the ledger still sums to the stock');
+SELECT set_config('mk.stock_split', '{"p": "p-trig", "rows": [["o-1", 2, "EXPIRED"]]}', true);
+SELECT throws_ok($$ UPDATE "Product" SET stock = stock + 3 WHERE id = 'p-trig' $$, 'MKS09', NULL,
+                 'a split whose units do not add up to the change is refused');
+SELECT set_config('mk.stock_split', '{"p": "p-zero", "rows": [["o-1", 3, "EXPIRED"]]}', true);
+SELECT throws_ok($$ UPDATE "Product" SET stock = stock + 3 WHERE id = 'p-trig' $$, 'MKS09', NULL,
+                 'a split that names another product is refused');
+SELECT set_config('mk.stock_split', '', true);
+SELECT is(pg_temp.stock_of('p-trig'), 13, 'and the refused updates left the stock as it was');
+UPDATE "Product" SET stock = stock - 5 WHERE id = 'p-trig';
+SELECT is((SELECT reason FROM "StockLedger" WHERE "productId" = 'p-trig' ORDER BY id DESC LIMIT 1), 'ADJUSTMENT',
+          'with the split cleared, a change is one row again');
 
 -- "StockLedger" is append-only (3)
 SELECT throws_ok($$ UPDATE "StockLedger" SET delta = delta + 1 $$, 'MKS09', NULL, 'UPDATE of "StockLedger" raises MKS09');
