@@ -99,12 +99,12 @@ def logout(db):
 # ---------------------------------------------------------------- products
 
 
-@app.get("/api/marketplace/products")
+@app.get("/api/marketplace/products", replica=True)  # READ_DATABASE_URL when set
 def list_products(db):
     return db.one("SELECT app.list_products(%s, %s)", (query_int("limit", 50), query_str("after")))
 
 
-@app.get("/api/marketplace/products/<product_id>")
+@app.get("/api/marketplace/products/<product_id>", replica=True)
 def get_product(db, product_id):
     product = db.one("SELECT app.get_product(%s)", (product_id,))
     _etag(product)
@@ -257,6 +257,7 @@ def health(db):
     # Without this version's schema the plugin answers 503 NOT_MIGRATED (pyapp.web.SCHEMA_MISSING).
     state = db.one("SELECT app.health()")
     state["status"] = "ok" if state.get("migrations") == "ok" else "degraded"
+    state["replication"] = db.one("SELECT app.replication_state()")  # the node, its standbys (Patroni)
     return state
 
 
@@ -407,4 +408,5 @@ def dashboard_data(db):
     stats = db.one("SELECT app.dashboard_stats(%s, make_interval(mins => %s))",
                    (token(), config.get().order_hold_minutes))
     response.set_header("Cache-Control", "no-store")
-    return {"database": stats, "checkout": checkout_counters(), "refreshSeconds": DASHBOARD_REFRESH_S}
+    return {"database": stats, "checkout": checkout_counters(), "refreshSeconds": DASHBOARD_REFRESH_S,
+            "replication": db.one("SELECT app.replication_state()")}  # the node and its standbys

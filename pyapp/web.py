@@ -32,7 +32,7 @@ import psycopg
 from bottle import request, response
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from pyapp import auth, config, openapi
+from pyapp import auth, config, openapi, replicas
 from pyapp.metrics import METRICS, STATS, checkout_outcome
 
 MAX_BODY = 64 * 1024
@@ -146,7 +146,8 @@ def _stats_flush_failed(exc: Exception, minutes: int) -> None:
 class Database:
     """The worker's connection pool and error registry, both made on first use in this process."""
 
-    def __init__(self):
+    def __init__(self, read: bool = False):
+        self.read = read  # the pool of READ_DATABASE_URL (catalogue reads; pyapp.replicas)
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._pid: int | None = None
@@ -172,7 +173,7 @@ class Database:
                                              f"-c statement_timeout={cfg.statement_timeout_ms}"
                                              + (" -c mk.release_early=on" if cfg.release_early else ""))
                     pool = ConnectionPool(
-                        cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
+                        cfg.read_database_url if self.read else cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
                         timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300,
                         name=f"marketplace-{os.getpid()}", kwargs=kwargs)
                     pool.open(wait=False)
@@ -279,6 +280,11 @@ class Db:
         alone commits without a flush). A transactional logical-decoding message is the smallest
         WAL record any role may write."""
         self._c().execute("SELECT pg_logical_emit_message(true, 'marketplace.durable', '')")
+
+    def discard(self) -> None:
+        """Closes the connection (it reached a node that cannot write): the pool drops it."""
+        if self._conn is not None:
+            self._conn.close()
 
     def release(self) -> None:
         if self._conn is not None:
@@ -497,6 +503,9 @@ def problem_from_db(exc: psycopg.Error, registry: dict | None) -> Problem | None
     if state == "57014":
         return Problem(503, "TIMEOUT", "Service unavailable", "the database took too long to answer",
                        headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
+    if state in replicas.NOT_PRIMARY:  # a standby, or a demoted primary: the plugin drops the connection
+        return unavailable("the database node this request reached cannot write (failover or switchover in progress); "
+                           "retry shortly", database="read-only")
     if state in SCHEMA_MISSING:
         return Problem(503, "NOT_MIGRATED", "Service unavailable",
                        "the database has not got this version's schema: run python -m pyapp migrate (or deploy)",
@@ -524,6 +533,7 @@ class ApiPlugin:
 
     def __init__(self, database: Database | None = None):
         self.database = database or Database()
+        self.read_database = Database(read=True)  # used only when READ_DATABASE_URL is set
 
     def apply(self, callback, route):
         # Not route.get_undecorated_callback(): it loops forever on a closure without callables.
@@ -531,6 +541,7 @@ class ApiPlugin:
         retry = route.config.get("retry", True)
         metric = route.config.get("metric")
         db_timeout = route.config.get("db_timeout")
+        reads = route.config.get("replica", False)  # catalogue reads: READ_DATABASE_URL when set
         # The document's `security` says which operations need a bearer token: without one, 401
         # before the body, a header or the database is looked at (the token itself is checked there).
         bearer = openapi.bearer_required(route.method, route.rule)
@@ -550,7 +561,7 @@ class ApiPlugin:
                 if request.method in ("POST", "PUT", "PATCH", "DELETE"):
                     _read_body()
                 if wants_db:
-                    result = plugin._run(callback, args, kwargs, retry, db_timeout)
+                    result = plugin._run(callback, args, kwargs, retry, db_timeout, reads)
                 else:
                     result = callback(*args, **kwargs)
                 status = response.status_code
@@ -590,12 +601,13 @@ class ApiPlugin:
 
         return wrapper
 
-    def _run(self, callback, args, kwargs, retry: bool, db_timeout):
+    def _run(self, callback, args, kwargs, retry: bool, db_timeout, reads: bool = False):
+        database = self.read_database if reads and config.get().read_database_url else self.database
         deadline = time.monotonic() + RETRY_DEADLINE_S
         attempt = 0
         while True:
             attempt += 1
-            db = Db(self.database, db_timeout)
+            db = Db(database, db_timeout)
             try:
                 return callback(*args, db=db, **kwargs)
             except DatabaseUnavailable as exc:
@@ -608,7 +620,9 @@ class ApiPlugin:
             except psycopg.Error as exc:
                 state = exc.sqlstate or ""
                 detail = _detail_json(exc)
-                problem = problem_from_db(exc, self.database.errors)
+                problem = problem_from_db(exc, database.errors)
+                if state in replicas.NOT_PRIMARY:
+                    db.discard()
                 if not _is_conflict(state):
                     if problem is None:
                         raise

@@ -26,7 +26,8 @@ AS $$
         '0016_report_verdict',
         '0017_plpgsql_check_clean',
         '0018_expiry_schedule',
-        '0019_expiry_schedule_functions'
+        '0019_expiry_schedule_functions',
+        '0030_replication_state'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS 'The migration ids the current functions expect to be applied.';
