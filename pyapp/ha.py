@@ -36,6 +36,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyapp.localpg import bindir, free_port
 
@@ -48,7 +49,7 @@ ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 # A crashed primary (Patroni alive) is failed over at the next loop; a dead node (Patroni gone
 # too) once its key expires, so ttl bounds the window.
 DCS = {
-    "ttl": 20,
+    "ttl": 12,
     "loop_wait": 2,
     "retry_timeout": 5,
     "maximum_lag_on_failover": 1048576,
@@ -162,7 +163,7 @@ class HaCluster:
     def _popen(self, args: list[str], log: Path, **kw) -> subprocess.Popen:
         owner = _owner()
         out = open(log, "ab")
-        extra = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+        extra: dict[str, Any] = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
         env = {**os.environ, "HOME": str(self.base), "PGPASSFILE": str(self.base / "pgpass")}
         env.pop("DATABASE_URL", None)
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.base, env=env,
@@ -293,7 +294,7 @@ class HaCluster:
 
     def patronictl(self, *args: str, check: bool = True) -> str:
         owner = _owner()
-        extra = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+        extra: dict[str, Any] = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
         r = subprocess.run([PATRONICTL, "-c", str(self.nodes[0].config_file), *args], capture_output=True,
                            text=True, cwd=self.base, timeout=120, env={**os.environ, "HOME": str(self.base)},
                            **extra)
@@ -306,6 +307,17 @@ class HaCluster:
         assert leader is not None, "no primary to switch over from"
         target = candidate or next(n.name for n in self.nodes if n is not leader)
         return self.patronictl("switchover", SCOPE, "--leader", leader.name, "--candidate", target, "--force")
+
+    def kill_node(self, node: Node) -> None:
+        """kill -9 of the node's Patroni and then of its postmaster: the node is gone, and the
+        standby takes over once the leader key expires (ttl). start_node() brings it back."""
+        assert node.proc is not None, f"{node.name} was not started by this process"
+        node.proc.kill()
+        node.proc.wait(10)
+        pid = node.postmaster_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        self._wait_gone(node, 30)
 
     def kill_postmaster(self, node: Node) -> int:
         """kill -9 of the node's postmaster (Patroni lives on and sees it crashed). Returns the PID."""
