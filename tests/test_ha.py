@@ -279,6 +279,31 @@ def test_reads_go_to_the_standby_and_writes_to_the_primary(ha, app):
         assert c.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
 
+def test_dashboard_shows_the_node_and_its_synchronous_standby(ha, app):
+    from tests.test_dashboard import Figures, run_chromium
+
+    primary, sync = ha.wait_synchronous()
+    tok = auth.new_token()
+    with owner_conn(ha) as c:
+        uid = c.execute("SELECT api.create_user(%s, 'Admin', %s, 'ADMIN')",
+                        (f"ha-admin-{uuid.uuid4().hex[:8]}@example.com", auth.hash_password("irrelevant"))
+                        ).fetchone()[0]["id"]
+        c.execute("SELECT api.issue_token(%s, %s)", (uid, auth.token_hash(tok)))
+    data = requests.get(app.url + "/admin/dashboard/data", headers={"Authorization": "Bearer " + tok},
+                        timeout=10).json()
+    standbys = data["replication"]["standbys"]
+    assert [(s["name"], s["state"], s["syncState"]) for s in standbys] == [(sync, "streaming", "sync")], data
+    assert isinstance(standbys[0]["lagBytes"], (int, float)), standbys
+    dom = run_chromium(["--dump-dom", "--virtual-time-budget=5000",
+                        f"{app.url}/admin/dashboard?refresh=2#token={tok}"]).decode()
+    page = Figures()
+    page.feed(dom)
+    assert page.body.get("data-state") == "ready", dom[:2000]
+    assert page.found["db-node"] == [f"127.0.0.1:{primary.pg_port}"] * 2, page.found.get("db-node")
+    assert page.found["db-role"][0] == "primary"
+    assert page.found["db-standbys"][0] == "1" and sync in page.found["db-standbys"][1], page.found["db-standbys"]
+
+
 def test_a_write_sent_to_a_standby_is_503_and_never_500(ha):
     _, sync = ha.wait_synchronous()
     standby = ha.node(sync)
