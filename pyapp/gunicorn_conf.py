@@ -90,5 +90,6 @@ def worker_exit(server, worker):
                 STATS.stop()
                 STATS.flush(plugin.database)
                 plugin.database.close()
+                plugin.read_database.close()  # READ_DATABASE_URL's pool (pyapp.replicas)
     except Exception:  # noqa: BLE001 - best effort at exit
         pass
