@@ -16,7 +16,7 @@ import bottle
 import psycopg
 from bottle import request, response
 
-from pyapp import auth, clients, config, openapi, web
+from pyapp import auth, clients, config, openapi, replicas, web
 from pyapp.metrics import DECIDED, multiprocess_dir
 from pyapp.web import Problem, field, json_body, query_int, query_str
 
@@ -257,7 +257,7 @@ def health(db):
     # Without this version's schema the plugin answers 503 NOT_MIGRATED (pyapp.web.SCHEMA_MISSING).
     state = db.one("SELECT app.health()")
     state["status"] = "ok" if state.get("migrations") == "ok" else "degraded"
-    state["replication"] = db.one("SELECT app.replication_state()")  # the node, its standbys (Patroni)
+    state["replication"] = replicas.replication_state(db)  # the node, its standbys (Patroni)
     return state
 
 
@@ -409,4 +409,4 @@ def dashboard_data(db):
                    (token(), config.get().order_hold_minutes))
     response.set_header("Cache-Control", "no-store")
     return {"database": stats, "checkout": checkout_counters(), "refreshSeconds": DASHBOARD_REFRESH_S,
-            "replication": db.one("SELECT app.replication_state()")}  # the node and its standbys
+            "replication": replicas.replication_state(db)}  # the node and its standbys

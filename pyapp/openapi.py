@@ -188,9 +188,10 @@ def _components() -> dict:
             "status": {"enum": ["ok", "degraded"]}, "database": {"type": "string"},
             "migrations": {"enum": ["ok", "pending"]}, "migrationsMissing": {"type": "array", "items": {"type": "string"}},
             "maintenance": {"type": "boolean"},
-            "replication": {"type": "object", "description": "app.replication_state(): the node this server is on "
-                            "(node, role, inRecovery, systemIdentifier) and its standbys (name, state, syncState, "
-                            "lagBytes, replayLagSeconds); see docs/runbook.md, Failover."}}},
+            "replication": {"type": ["object", "null"], "description": "app.replication_state(): the node this "
+                            "server is on (node, role, inRecovery, systemIdentifier) and its standbys (name, state, "
+                            "syncState, lagBytes, replayLagSeconds); null before migration 0030. See docs/runbook.md, "
+                            "Failover."}}},
         "Dashboard": {"type": "object", "properties": {
             "database": {"type": "object", "description": "api.dashboard_stats(): read from the database.", "properties": {
                 "ordersByStatus": {"type": "object", "additionalProperties": {"type": "integer"},
@@ -214,7 +215,7 @@ def _components() -> dict:
                            "description": "Upper bounds in seconds; null is +Inf."},
                     "counts": {"type": "array", "items": {"type": "integer"}}}}}},
             "refreshSeconds": {"type": "integer"},
-            "replication": {"type": "object", "description": "app.replication_state(), as in /health."}}},
+            "replication": {"type": ["object", "null"], "description": "app.replication_state(), as in /health."}}},
     }
     return {"schemas": schemas, "responses": responses,
             "securitySchemes": {

@@ -37,3 +37,14 @@ def single_host(url: str) -> str:
     userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "target_session_attrs"])
     return urlunsplit((parts.scheme, f"{userinfo}{host}:{port}", parts.path, query, ""))
+
+
+def replication_state(db) -> dict | None:
+    """app.replication_state() through a route's `db` (pyapp.web.Db); None on a database that
+    lacks it (migration 0030 not applied yet), so that /health still answers 200 and lists the
+    pending migrations during a deploy instead of a 503."""
+    try:
+        return db.one("SELECT app.replication_state()")
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege,
+            psycopg.errors.InvalidSchemaName):
+        return None
