@@ -325,6 +325,50 @@ def test_a_write_sent_to_a_standby_is_503_and_never_500(ha):
         srv.stop()
 
 
+def test_an_early_released_checkout_answers_201_only_once_the_standby_has_it(ha, app):
+    """Early lock release (docs/design.md): a checkout that queued for its product commits without
+    waiting, and its 201 waits for a durable commit after it. Here the synchronous standby's WAL
+    receiver is stopped (SIGSTOP) while the checkout runs: the order is committed and visible on the
+    primary, yet no 201 comes until the standby receives the WAL again; then the order is on it."""
+    import signal
+
+    primary, sync = ha.wait_synchronous()
+    standby = ha.node(sync)
+    products, tokens, _ = seed(ha, 1)
+    h = {"Authorization": "Bearer " + tokens[0]}
+    r = requests.post(app.url + "/api/marketplace/cart/items", json={"productId": products[0], "quantity": 1},
+                      headers=h, timeout=10)
+    assert r.status_code == 201, r.text
+    with psycopg.connect(ha.node_url(standby), autocommit=True) as sc:
+        receiver = sc.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()[0]
+    answer: dict = {}
+
+    def buy():
+        answer["r"] = requests.post(app.url + "/api/marketplace/checkout", json={"shippingAddress": {"line": "1"}},
+                                    headers={**h, "Idempotency-Key": uuid.uuid4().hex}, timeout=90)
+    with psycopg.connect(ha.node_url(primary)) as holder:  # holds the product's sale queue
+        holder.execute("SELECT pg_advisory_xact_lock(1296782161, hashtext(%s))", (products[0],))
+        buyer = threading.Thread(target=buy)
+        buyer.start()
+        with owner_conn(ha) as c:
+            wait_for(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND wait_event = 'advisory'").fetchone()[0], 30, "the checkout queued")
+        os.kill(receiver, signal.SIGSTOP)
+    try:  # the holder's transaction ended (it wrote nothing, so it did not wait): the checkout goes on
+        with psycopg.connect(ha.node_url(primary), autocommit=True) as c:
+            order = wait_for(lambda: c.execute('SELECT id FROM "Order" WHERE "userId" = %s', (SEEDED_BUYERS[0],)
+                                               ).fetchone(), 30, "the order committed on the primary")[0]
+        buyer.join(3)  # a bound only a broken barrier breaks: the standby cannot answer while stopped
+        assert buyer.is_alive() and "r" not in answer, "a 201 came before the standby had the order"
+    finally:
+        os.kill(receiver, signal.SIGCONT)
+    buyer.join(60)
+    assert answer["r"].status_code == 201 and answer["r"].json()["id"] == order, answer["r"].text
+    with psycopg.connect(ha.node_url(standby), autocommit=True) as sc:
+        assert wait_for(lambda: sc.execute('SELECT 1 FROM "Order" WHERE id = %s', (order,)).fetchone(), 30,
+                        "the order replayed on the standby")
+
+
 def test_failover_kill9_of_the_primary_postmaster_under_checkout_load(ha, app):
     pids: list[int] = []
     run_scenario(ha, app, "failover", lambda old: pids.append(ha.kill_postmaster(old)))
