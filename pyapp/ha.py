@@ -1,6 +1,6 @@
 """A local high-availability cluster: one etcd and two PostgreSQL 15 nodes under Patroni.
 
-    python -m pyapp.ha start [--dir DIR]     # starts it, prints DATABASE_URL and READ_DATABASE_URL
+    python -m pyapp.ha start [--dir DIR]     # starts it, prints the URLs to export
     python -m pyapp.ha status [--dir DIR]    # patronictl list
     python -m pyapp.ha stop [--dir DIR]      # stops Patroni (and its PostgreSQL) and etcd, removes DIR
 
@@ -410,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         leader, sync = cluster.wait_synchronous()
         print(f"HA cluster in {cluster.base}: primary {leader.name}, synchronous standby {sync}")
         print(f"export MK_HA_DIR={cluster.base}")
-        print(f"export DATABASE_URL='{cluster.url(user='marketplace_app')}'")
+        print(f"export DATABASE_URL='{cluster.url()}'")
+        print(f"export APP_DATABASE_URL='{cluster.url(user='marketplace_app')}'")
         print(f"export READ_DATABASE_URL='{cluster.url(user='marketplace_app', attrs='prefer-standby')}'")
-        print(f"owner URL (migrate, verify, backup): {cluster.url()}")
         return 0
     if not args.dir or not (Path(args.dir) / "cluster.json").exists():
         print("no cluster: give --dir (or MK_HA_DIR) of a started one", file=sys.stderr)
