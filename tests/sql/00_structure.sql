@@ -3,7 +3,7 @@
 -- may execute the functions of schema app and nothing else: no api function (they take user,
 -- actor and seller ids), no internal helper, no table.
 BEGIN;
-SELECT plan(141);
+SELECT plan(144);
 
 -- The api functions (DBAs and the owner) and their argument types. Adding a function to api means
 -- adding it here (functions_are below fails until then) and giving it a test file.
@@ -42,6 +42,7 @@ INSERT INTO api_sig (fn, args) VALUES
     ('record_payment',        ARRAY['text', 'boolean', 'text']),
     ('register_user',         ARRAY['text', 'text', 'text', 'text']),
     ('remove_from_cart',      ARRAY['text', 'text']),
+    ('replication_state',     ARRAY[]::name[]),
     ('retire_webhook_secrets', ARRAY[]::name[]),
     ('revoke_token',          ARRAY['text']),
     ('schedule_expiry',       ARRAY['integer', 'interval', 'integer']),
@@ -79,6 +80,7 @@ INSERT INTO app_sig (fn, args) VALUES
     ('record_checkout_stats', ARRAY['jsonb']),
     ('register',              ARRAY['text', 'text', 'text', 'text', 'text']),
     ('remove_from_cart',      ARRAY['text', 'text']),
+    ('replication_state',     ARRAY[]::name[]),
     ('set_cart_quantity',     ARRAY['text', 'text', 'integer']),
     ('set_maintenance',       ARRAY['text', 'boolean']),
     ('update_product',        ARRAY['text', 'text', 'integer', 'jsonb']);
