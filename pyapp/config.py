@@ -19,6 +19,10 @@ so the client is the socket peer). Limits kept
 in the database, which `python -m pyapp serve` writes there when set (the app role cannot):
 MAX_UNPAID_ORDERS (default 3), REGISTRATIONS_PER_CLIENT_PER_HOUR (default 20).
 
+High availability (docs/scaling.md): DATABASE_URL may name several hosts (libpq multi-host with
+target_session_attrs=read-write); READ_DATABASE_URL (optional) is where product listing and
+product reads go (a standby; e.g. the same hosts with target_session_attrs=prefer-standby).
+
 Operations: NOTIFY_WEBHOOK_URL (a Slack-compatible incoming webhook; `notify`, `deploy`,
 `rollback` and `alerts` post {"text": ...} to it; unset: nothing is sent). Read on its own by
 notify_webhook_url(), so that a malformed unrelated variable never stops a notification.
@@ -128,6 +132,7 @@ class Config:
     max_unpaid_orders: int | None = None
     registrations_per_client_per_hour: int | None = None
     notify_webhook_url: str = ""
+    read_database_url: str = ""  # READ_DATABASE_URL: catalogue reads from a standby (pyapp.replicas)
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -153,6 +158,7 @@ class Config:
             max_unpaid_orders=_limit("MAX_UNPAID_ORDERS"),
             registrations_per_client_per_hour=_limit("REGISTRATIONS_PER_CLIENT_PER_HOUR"),
             notify_webhook_url=notify_webhook_url(),
+            read_database_url=os.environ.get("READ_DATABASE_URL", "").strip(),
         )
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from yoyo import get_backend, read_migrations
 
+from pyapp.replicas import single_host
+
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "migrations"
 
@@ -20,7 +22,7 @@ def yoyo_url(url: str) -> str:
 
 @contextmanager
 def backend(url: str):
-    b = get_backend(yoyo_url(url))
+    b = get_backend(yoyo_url(single_host(url)))  # yoyo parses one host: a multi-host URL's primary
     try:
         yield b
     finally:

@@ -186,7 +186,11 @@ def _components() -> dict:
         "Health": {"type": "object", "required": ["status", "database", "migrations", "maintenance"], "properties": {
             "status": {"enum": ["ok", "degraded"]}, "database": {"type": "string"},
             "migrations": {"enum": ["ok", "pending"]}, "migrationsMissing": {"type": "array", "items": {"type": "string"}},
-            "maintenance": {"type": "boolean"}}},
+            "maintenance": {"type": "boolean"},
+            "replication": {"type": ["object", "null"], "description": "app.replication_state(): the node this "
+                            "server is on (node, role, inRecovery, systemIdentifier) and its standbys (name, state, "
+                            "syncState, lagBytes, replayLagSeconds); null before migration 0023. See docs/runbook.md, "
+                            "Failover."}}},
         "Dashboard": {"type": "object", "properties": {
             "database": {"type": "object", "description": "api.dashboard_stats(): read from the database.", "properties": {
                 "ordersByStatus": {"type": "object", "additionalProperties": {"type": "integer"},
@@ -209,7 +213,8 @@ def _components() -> dict:
                     "le": {"type": "array", "items": {"type": ["number", "null"]},
                            "description": "Upper bounds in seconds; null is +Inf."},
                     "counts": {"type": "array", "items": {"type": "integer"}}}}}},
-            "refreshSeconds": {"type": "integer"}}},
+            "refreshSeconds": {"type": "integer"},
+            "replication": {"type": ["object", "null"], "description": "app.replication_state(), as in /health."}}},
     }
     return {"schemas": schemas, "responses": responses,
             "securitySchemes": {

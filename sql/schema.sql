@@ -6,7 +6,7 @@
 --
 -- This file is not a migration: a database is upgraded by migrations/ only. A change here goes
 -- with a hand-written migration that makes the same change to a live database (ALTER TABLE ...,
--- written with its locks in mind), and tests/test_migrations.py proves that the two agree: it
+-- written with its locks in mind), and tests/sql/test_migrations.py proves that the two agree: it
 -- diffs the whole catalogue of a database built from migrations/ against one built from sql/.
 -- Tables keep the quoted names of CONTRACT.md §1, in schema public.
 

@@ -11,7 +11,7 @@ migrations/NNNN_NAME.sql restating only the objects that were added or changed, 
 each object removed from sql/. Its rollback, migrations/NNNN_NAME.rollback.sql, is generated from
 the REV definitions: it drops what the migration added and restates what it changed or dropped as
 it was at REV. REV defaults to the last commit that changed migrations/ (leaving out the migration
-being regenerated): there sql/ and migrations/ agreed (tests/test_migrations.py holds every commit
+being regenerated): there sql/ and migrations/ agreed (tests/sql/test_migrations.py holds every commit
 to that), so whatever sql/ changed since is what the new migration must carry, however many
 commits or merged branches it came in. Both files are generated whole; neither is edited by hand (regenerate instead:
 running the tool again with the same NAME rewrites the not yet landed migration in place).
@@ -36,7 +36,7 @@ exactly that (so "generated, do not edit" stays true).
 
 Tables, indexes, roles and grants live in sql/schema.sql and are migrated by hand-written steps
 (a table change needs thought about locks and existing rows); the tool warns when sql/schema.sql
-differs from REV, and tests/test_migrations.py diffs the whole catalogue of "all migrations" against
+differs from REV, and tests/sql/test_migrations.py diffs the whole catalogue of "all migrations" against
 "sql/ loaded". Landed migrations are never edited: yoyo tracks files by name, not content.
 
 `--load URL` applies sql/ to an empty database in the order of sql_files(): sql/schema.sql, then
@@ -318,7 +318,7 @@ def _write(root: Path, mig_id: str, previous: list[str], reason: str, base: str,
     now = current_files(root)
     if "sql/schema.sql" in before and schema_rest(before["sql/schema.sql"]) != schema_rest(now["sql/schema.sql"]):
         print(f"sqlmig: sql/schema.sql differs from {base} outside its functions: that change needs a"
-              " hand-written migration (tests/test_migrations.py compares the catalogues)", file=sys.stderr)
+              " hand-written migration (tests/sql/test_migrations.py compares the catalogues)", file=sys.stderr)
     rev = git(root, "rev-parse", "--short=12", base).strip()
     label = rev if re.fullmatch(r"[0-9a-f]{40}", base) else f"{base} ({rev})"
     up, down, differ = render(mig_id, previous, reason, label, before, now)

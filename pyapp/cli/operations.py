@@ -128,9 +128,10 @@ EXPIRY_YIELD = 2.0
 def expire_once(url: str, hold: int, batch: int, runner: str = "manual",
                 every: float | None = None, yield_ratio: float = EXPIRY_YIELD) -> tuple[int, list[tuple]]:
     """Expires every order past the window, one batch (one short transaction) at a time, pausing
-    `yield_ratio` times a batch's duration after each full one, then records the pass as `runner` passing every `every` seconds (api.record_expiry_run). Returns
-    how many it expired and the orders it had to skip, as (order_id, sqlstate, message, attempts):
-    those api.expire_pending_orders recorded as failed in the same transaction."""
+    `yield_ratio` times a batch's duration after each full one, then records the pass as `runner`
+    passing every `every` seconds (api.record_expiry_run). Returns how many it expired and the
+    orders it had to skip, as (order_id, sqlstate, message, attempts): those
+    api.expire_pending_orders recorded as failed in the same transaction."""
     total, skipped = 0, []
     with psycopg.connect(url, autocommit=True) as conn:
         s = calls.Session(conn)

@@ -147,6 +147,17 @@ def health(db) -> dict:
     return db.one("SELECT app.health()")
 
 
+def replication_state(db) -> dict | None:
+    """The node this session is on and its standbys (sql/api/replication_state.sql); None on a
+    database that lacks the function (a deploy before its migration), so that /health still
+    answers 200 and lists the pending migrations instead of a 503."""
+    try:
+        return db.one("SELECT app.replication_state()")
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege,
+            psycopg.errors.InvalidSchemaName):
+        return None
+
+
 def ops_snapshot(db, hold_minutes: int) -> dict:
     return db.one("SELECT app.ops_snapshot(make_interval(mins => %s))", (hold_minutes,))
 

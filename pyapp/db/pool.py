@@ -68,7 +68,8 @@ def _closed_by_server(conn: psycopg.Connection) -> bool:
 class Pool:
     """The worker's connection pool and error registry, both made on first use in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, read: bool = False) -> None:
+        self.read = read  # the pool of READ_DATABASE_URL (catalogue reads; pyapp.replicas)
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._pid: int | None = None
@@ -98,7 +99,7 @@ class Pool:
                                  f"-c statement_timeout={cfg.statement_timeout_ms}"
                                  + (" -c mk.release_early=on" if cfg.release_early else ""))
         pool = ConnectionPool(
-            cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
+            cfg.read_database_url if self.read else cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
             timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300, check=self._check,
             name=f"marketplace-{os.getpid()}", kwargs=kwargs)
         pool.open(wait=False)
@@ -189,6 +190,11 @@ class Db:
         alone commits without a flush). A transactional logical-decoding message is the smallest
         WAL record any role may write."""
         self._c().execute("SELECT pg_logical_emit_message(true, 'marketplace.durable', '')")
+
+    def discard(self) -> None:
+        """Closes the connection (it reached a node that cannot write): the pool drops it."""
+        if self._conn is not None:
+            self._conn.close()
 
     def release(self) -> None:
         if self._conn is not None:

@@ -170,6 +170,19 @@
     el.textContent = text;
   }
 
+  // The node this server's primary pool is on and its standbys (app.replication_state, docs/runbook.md
+  // "Failover"): an alarm when a primary has no synchronous standby streaming.
+  function renderReplication(r) {
+    if (!r) return;
+    setFigure("db-node", r.node, r.node);
+    setFigure("db-role", r.role, r.role + (r.replayDelaySeconds === null ? "" : ", replayed " + fmt(r.replayDelaySeconds, 1, " s") + " ago"));
+    const sync = (r.standbys || []).filter((s) => s.syncState === "sync" && s.state === "streaming");
+    const text = (r.standbys || []).map((s) => s.name + " " + (s.state || "?") + "/" + (s.syncState || "?")
+      + (s.lagBytes === null || s.lagBytes === undefined ? "" : ", " + s.lagBytes + " B behind")).join("; ");
+    setFigure("db-standbys", sync.length, r.role === "primary" ? (text || "no standby") : "");
+    $("tile-replication").classList.toggle("alarm", r.role === "primary" && r.synchronousStandbyNames !== "" && sync.length === 0);
+  }
+
   function render() {
     const last = samples[samples.length - 1].data;
     const c = last.checkout, db = last.database;
@@ -194,6 +207,7 @@
 
     renderOrders(db);
     renderVerdict(db.verdict);
+    renderReplication(last.replication);
 
     const pts = (f) => samples.map((s) => (s.derived ? f(s.derived) : null));
     lineChart($("chart-conflict-rate"), [{name: "409 share %", color: "var(--c3)", values: pts((d) => d.conflictRate === null ? null : d.conflictRate * 100)}]);

@@ -4,7 +4,8 @@ own errors (unknown route, wrong method, anything that escaped the plugin) as pr
 Nothing here names a SQLSTATE of the project: status, title, retry and Retry-After come from the
 registry the worker loaded from the database (or, before it could, the one this version ships).
 What stays here is what holds when the registry cannot be read: a database without this
-version's schema, a malformed value (class 22), and an unavailable database.
+version's schema, a node that cannot write (a standby during a failover), a malformed value
+(class 22), and an unavailable database.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bottle import request, response
 from pyapp.db.pool import SCHEMA_MISSING, is_unavailable
 from pyapp.db.registry import PROJECT_CLASS, Registry, detail_json, shipped
 from pyapp.metrics import METRICS
+from pyapp.replicas import NOT_PRIMARY
 from pyapp.web.logs import log_event
 from pyapp.web.parsing import request_id
 from pyapp.web.problems import Problem, app_problem, bad_request, code_for_status, unavailable, with_ext
@@ -39,6 +41,9 @@ def problem_from_db(exc: psycopg.Error, registry: Registry | None) -> Problem | 
             text = code.description
         return with_ext(Problem(code.status, code.code, code.title, text,
                                 headers={"Retry-After": after} if after else {}), detail)
+    if state in NOT_PRIMARY:  # a standby, or a demoted primary: the plugin drops the connection
+        return unavailable("the database node this request reached cannot write (failover or switchover in progress); "
+                           "retry shortly", database="read-only")
     if state in SCHEMA_MISSING:
         return app_problem("NOT_MIGRATED",
                            "the database has not got this version's schema: run python -m pyapp migrate (or deploy)",

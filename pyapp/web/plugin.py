@@ -10,10 +10,11 @@ Route options live under the plugin's name, `api`:
     @app.get("/health", api={"retry": False, "db_timeout": 2.0})
   api.retry       False: never retry a conflict on this route;
   api.metric      "checkout": count the route's outcome and latency;
-  api.db_timeout  seconds: a shorter wait for a pooled connection.
+  api.db_timeout  seconds: a shorter wait for a pooled connection;
+  api.replica     True: a catalogue read, served from READ_DATABASE_URL's pool when that is set.
 setup() installs the problem+json error handler and turns Bottle's JSON plugin off (this one
 renders); close(), called by app.close() (gunicorn's worker_exit), stops the metrics flusher,
-flushes the persisted figures and closes the pool.
+flushes the persisted figures and closes the pools.
 """
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ import bottle
 import psycopg
 from bottle import request, response
 
-from pyapp import auth, openapi
+from pyapp import auth, config, openapi
 from pyapp.db.pool import DatabaseUnavailable, Db, Pool
 from pyapp.db.registry import detail_json, shipped
 from pyapp.metrics import METRICS, STATS, checkout_outcome
+from pyapp.replicas import NOT_PRIMARY
 from pyapp.web.errors import UNEXPECTED, error_handler, problem_from_db
 from pyapp.web.logs import log_event, stats_flush_failed
 from pyapp.web.parsing import read_body, request_id
@@ -52,6 +54,7 @@ class ApiPlugin:
 
     def __init__(self, pool: Pool | None = None):
         self.pool = pool or Pool()
+        self.read_pool = Pool(read=True)  # used only when READ_DATABASE_URL is set
 
     def setup(self, app: bottle.Bottle) -> None:
         app.config["json.enable"] = False
@@ -61,6 +64,7 @@ class ApiPlugin:
         STATS.stop()
         STATS.flush(self.pool)
         self.pool.close()
+        self.read_pool.close()
 
     def apply(self, callback, route):
         # Not route.get_undecorated_callback(): it loops forever on a closure without callables.
@@ -68,6 +72,7 @@ class ApiPlugin:
         retry = route.config.get("api.retry", True)
         metric = route.config.get("api.metric")
         db_timeout = route.config.get("api.db_timeout")
+        reads = route.config.get("api.replica", False)
         # The document's `security` says which operations need a bearer token: without one, 401
         # before the body, a header or the database is looked at (the token itself is checked there).
         bearer = openapi.bearer_required(route.method, route.rule)
@@ -85,7 +90,7 @@ class ApiPlugin:
                 if request.method in _WRITES:
                     read_body()
                 if wants_db:
-                    result = plugin._run(callback, args, kwargs, retry, db_timeout)
+                    result = plugin._run(callback, args, kwargs, retry, db_timeout, reads)
                 else:
                     result = callback(*args, **kwargs)
                 status = response.status_code
@@ -124,12 +129,13 @@ class ApiPlugin:
 
         return wrapper
 
-    def _run(self, callback, args, kwargs, retry: bool, db_timeout):
+    def _run(self, callback, args, kwargs, retry: bool, db_timeout, reads: bool = False):
+        pool = self.read_pool if reads and config.get().read_database_url else self.pool
         deadline = time.monotonic() + RETRY_DEADLINE_S
         attempt = 0
         while True:
             attempt += 1
-            db = Db(self.pool, db_timeout)
+            db = Db(pool, db_timeout)
             try:
                 return callback(*args, db=db, **kwargs)
             except DatabaseUnavailable as exc:
@@ -141,8 +147,10 @@ class ApiPlugin:
                 raise unavailable("no database connection is available") from None
             except psycopg.Error as exc:
                 state = exc.sqlstate or ""
-                registry = self.pool.errors or shipped()
+                registry = pool.errors or shipped()
                 entry = registry.get(state)
+                if state in NOT_PRIMARY:
+                    db.discard()  # the pool connects anew; libpq finds the new primary
                 if entry is None or not entry.conflict:
                     problem = problem_from_db(exc, registry)
                     if problem is None:

@@ -1,7 +1,7 @@
 -- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
 -- to, so api.integrity_report() can tell when a database lags behind its code. Derived from
 -- migrations/: tools/sqlmig.py rewrites the list with each migration it writes (never by hand),
--- and `tools/sqlmig.py --check` and tests/test_migrations.py fail when the two disagree.
+-- and `tools/sqlmig.py --check` and tests/sql/test_migrations.py fail when the two disagree.
 -- Raises: nothing. Callers: api.integrity_report.
 CREATE OR REPLACE FUNCTION internal.expected_migrations()
 RETURNS text[]
@@ -30,7 +30,8 @@ AS $$
         '0019_expiry_schedule_functions',
         '0020_catalogue_comments',
         '0021_error_policy',
-        '0022_expiry_short_locks'
+        '0022_expiry_short_locks',
+        '0023_replication_state'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS

@@ -43,6 +43,7 @@ INSERT INTO api_sig (fn, args) VALUES
     ('record_payment',        ARRAY['text', 'boolean', 'text']),
     ('register_user',         ARRAY['text', 'text', 'text', 'text']),
     ('remove_from_cart',      ARRAY['text', 'text']),
+    ('replication_state',     ARRAY[]::name[]),
     ('retire_webhook_secrets', ARRAY[]::name[]),
     ('revoke_token',          ARRAY['text']),
     ('schedule_expiry',       ARRAY['integer', 'interval', 'integer']),
@@ -81,6 +82,7 @@ INSERT INTO app_sig (fn, args) VALUES
     ('record_checkout_stats', ARRAY['jsonb']),
     ('register',              ARRAY['text', 'text', 'text', 'text', 'text']),
     ('remove_from_cart',      ARRAY['text', 'text']),
+    ('replication_state',     ARRAY[]::name[]),
     ('set_cart_quantity',     ARRAY['text', 'text', 'integer']),
     ('set_maintenance',       ARRAY['text', 'boolean']),
     ('update_product',        ARRAY['text', 'text', 'integer', 'jsonb']);

@@ -15,12 +15,12 @@ from pyapp.web.routes import app, etag, token
 _ETAG_RE = re.compile(openapi.ETAG_PATTERN)
 
 
-@app.get("/api/marketplace/products")
+@app.get("/api/marketplace/products", api={"replica": True})  # READ_DATABASE_URL when set
 def list_products(db):
     return calls.list_products(db, query_int("limit", 50), query_str("after"))
 
 
-@app.get("/api/marketplace/products/<product_id>")
+@app.get("/api/marketplace/products/<product_id>", api={"replica": True})
 def get_product(db, product_id):
     product = calls.get_product(db, product_id)
     etag(product)

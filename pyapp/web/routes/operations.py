@@ -34,6 +34,7 @@ def health(db):
     # Without this version's schema the plugin answers 503 NOT_MIGRATED (pyapp.db.pool.SCHEMA_MISSING).
     state = calls.health(db)
     state["status"] = "ok" if state.get("migrations") == "ok" else "degraded"
+    state["replication"] = calls.replication_state(db)  # the node, its standbys (Patroni)
     return state
 
 

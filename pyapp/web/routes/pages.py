@@ -113,4 +113,5 @@ def dashboard_style():
 def dashboard_data(db):
     stats = calls.dashboard_stats(db, token(), config.get().order_hold_minutes)
     response.set_header("Cache-Control", "no-store")
-    return {"database": stats, "checkout": checkout_counters(), "refreshSeconds": DASHBOARD_REFRESH_S}
+    return {"database": stats, "checkout": checkout_counters(), "refreshSeconds": DASHBOARD_REFRESH_S,
+            "replication": calls.replication_state(db)}  # the node and its standbys
