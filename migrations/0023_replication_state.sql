@@ -6,7 +6,7 @@
 -- internal.expected_migrations: the yoyo migration ids this definition of the functions belongs
 -- to, so api.integrity_report() can tell when a database lags behind its code. Derived from
 -- migrations/: tools/sqlmig.py rewrites the list with each migration it writes (never by hand),
--- and `tools/sqlmig.py --check` and tests/test_migrations.py fail when the two disagree.
+-- and `tools/sqlmig.py --check` and tests/sql/test_migrations.py fail when the two disagree.
 -- Raises: nothing. Callers: api.integrity_report.
 CREATE OR REPLACE FUNCTION internal.expected_migrations()
 RETURNS text[]
