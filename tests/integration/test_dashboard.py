@@ -4,16 +4,11 @@ the data endpoint's 401/403; the Grafana dashboard's panels; docs/api.md against
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from html.parser import HTMLParser
 from pathlib import Path
 
 import psycopg
@@ -21,6 +16,7 @@ import pytest
 import requests
 
 from pyapp import auth
+from tests.support.browser import Figures, run_chromium
 from tests.support.http_server import HttpServer, create_admin
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -30,7 +26,6 @@ API_DOC = ROOT / "docs" / "api.md"
 ADMIN_PASSWORD = "dashboard admin password"
 ADDRESS = {"street": "Calle 5 de Mayo 10", "city": "Oaxaca", "zip": "68000"}
 STATUSES = ("PENDING_PAYMENT", "PAID", "PAYMENT_FAILED", "CANCELLED", "SHIPPED", "DELIVERED")
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
 
 @pytest.fixture(scope="module")
@@ -159,65 +154,6 @@ def test_page_shell_loads_without_a_token(dash_app):
 
 
 # ---------------------------------------------------------------- the page in Chromium
-
-
-def chromium() -> str:
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("Chromium is not installed: the dashboard test needs the Debian package `chromium` "
-                "(scripts/setup.sh installs it; or run: apt-get install chromium)")
-
-
-def run_chromium(args: list[str], timeout: float = 30) -> bytes:
-    """Runs headless Chromium once with a throwaway profile; stops its whole process group."""
-    profile = tempfile.mkdtemp(prefix="mk-chromium-")
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-           f"--user-data-dir={profile}", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        out, err = b"", b"timed out"
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this call started: Chromium's helpers too
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
-    assert proc.returncode in (0, -signal.SIGKILL) or out, err.decode(errors="replace")[-2000:]
-    return out
-
-
-class Figures(HTMLParser):
-    """id -> (data-value, text) of every element with an id; and the body's data-state."""
-
-    def __init__(self):
-        super().__init__()
-        self.found: dict[str, list] = {}
-        self.body: dict[str, str] = {}
-        self._open: list[str | None] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "body":
-            self.body = a
-        if "id" in a:
-            self.found[a["id"]] = [a.get("data-value"), ""]
-        if tag not in ("meta", "link", "input", "br", "img"):
-            self._open.append(a.get("id"))
-
-    def handle_endtag(self, tag):
-        if self._open:
-            self._open.pop()
-
-    def handle_data(self, data):
-        for i in self._open:
-            if i is not None:
-                self.found[i][1] += data
 
 
 def test_dashboard_renders_the_figures_in_chromium(dash_app, http_db, admin_token, shop, verdict_window):

@@ -211,7 +211,7 @@ def test_root_links_to_the_reference_health_and_operator_page(http_app):
 def test_docs_page_renders_every_operation_in_chromium(http_app):
     """The reference is a packaged page (no CDN): headless Chromium renders one section per
     operation of /openapi.json."""
-    from tests.integration.test_dashboard import run_chromium
+    from tests.support.browser import run_chromium
 
     dom = run_chromium(["--dump-dom", "--virtual-time-budget=5000", http_app.url + "/docs"]).decode()
     assert 'data-state="ready"' in dom, dom[:2000]

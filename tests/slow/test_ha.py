@@ -285,7 +285,7 @@ def test_reads_go_to_the_standby_and_writes_to_the_primary(ha, app):
 
 
 def test_dashboard_shows_the_node_and_its_synchronous_standby(ha, app):
-    from tests.test_dashboard import Figures, run_chromium
+    from tests.support.browser import Figures, run_chromium
 
     primary, sync = ha.wait_synchronous()
     tok = auth.new_token()
