@@ -3,7 +3,7 @@
 -- may execute the functions of schema app and nothing else: no api function (they take user,
 -- actor and seller ids), no internal helper, no table.
 BEGIN;
-SELECT plan(144);
+SELECT plan(147);
 
 -- The api functions (DBAs and the owner) and their argument types. Adding a function to api means
 -- adding it here (functions_are below fails until then) and giving it a test file.
