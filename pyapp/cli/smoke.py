@@ -29,9 +29,9 @@ from decimal import Decimal
 
 import psycopg
 
+from pyapp.cli.race import _http
 from pyapp.db import registry
-from pyapp.race import _http
-from pyapp.runtime import database
+from pyapp.db.runtime import database
 
 ADDRESS = {"name": "Smoke test", "line1": "python -m pyapp smoke", "city": "Nowhere"}
 TOKEN_TTL = "10 minutes"

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from pyapp import config
 from pyapp.cli.tables import print_table
-from pyapp.runtime import database, scalar
+from pyapp.db.runtime import database, scalar
 
 # The keys of api.limits() and the environment variables that set them.
 LIMITS = {"maxUnpaidOrders": "MAX_UNPAID_ORDERS",

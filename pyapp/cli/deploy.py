@@ -23,7 +23,7 @@ preflight, prints the plan, changes nothing and notifies nobody.
 
 A module of its own, and one piece past 300 lines: its steps share the state a failure must
 report (what this deploy applied, whether it turned maintenance on, the backup it took), and
-with the smoke test (pyapp.smoke) it is the only command that talks to the database and the server.
+with the smoke test (pyapp.cli.smoke) it is the only command that talks to the database and the server.
 """
 from __future__ import annotations
 
@@ -38,12 +38,12 @@ from pathlib import Path
 
 import psycopg
 
-from pyapp import config, notify, smoke
-from pyapp import migrate as mig
-from pyapp.cli import operations
+from pyapp import config, notify
+from pyapp.cli import operations, smoke
+from pyapp.cli.race import _http
 from pyapp.cli.tables import print_table
-from pyapp.race import _http
-from pyapp.runtime import database, scalar
+from pyapp.db import migrate as mig
+from pyapp.db.runtime import database, scalar
 
 EPILOG = """\
 Exit codes: 0 deployed; 1 a check failed: preflight (a long transaction, too little disk), the

@@ -16,7 +16,7 @@ import psycopg
 
 from pyapp import config
 from pyapp.db import registry
-from pyapp.runtime import database, scalar
+from pyapp.db.runtime import database, scalar
 
 RUNNER_HEADERS = ["runner", "state", "last success", "detail"]
 

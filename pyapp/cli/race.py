@@ -21,7 +21,7 @@ import psycopg
 
 from pyapp import config
 from pyapp.cli.tables import print_table
-from pyapp.runtime import database, scalar
+from pyapp.db.runtime import database, scalar
 
 
 def _http(method: str, url: str, body=None, token=None, timeout=30.0):
