@@ -19,6 +19,12 @@ docs/runbook.md, "Failover", for what a production deployment changes).
 The application connects with a libpq multi-host URL and `target_session_attrs=read-write`: libpq
 tries each node and keeps the one that accepts writes, so after a failover new connections find
 the new primary without a restart of the app (pyapp.web drops the old ones).
+
+Past 300 lines on purpose: HaCluster is one lifecycle (configure, start, wait, inspect, fail
+over, stop) of processes that share one folder and one set of ports; the tests
+(tests/slow/test_ha.py) drive it through the same object. It sits in pyapp/db/ beside the local
+cluster (localpg) as the other way of running the database; `python -m pyapp.db.ha` is its entry
+point (scripts/ha.sh).
 """
 from __future__ import annotations
 
