@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyapp.localpg import Cluster  # noqa: E402
+from pyapp.db.localpg import Cluster  # noqa: E402
 
 
 class Postgres:

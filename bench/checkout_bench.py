@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchpg import Postgres  # noqa: E402
 
-from pyapp import migrate  # noqa: E402
+from pyapp.db import migrate  # noqa: E402
 
 # The checkout connections run api.checkout as the owner, asking for early release as the app's pool
 # does: the app's role itself may no longer call api.checkout (it takes user ids; the app goes

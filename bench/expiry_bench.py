@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchpg import Postgres  # noqa: E402
 
-from pyapp import migrate  # noqa: E402
 from pyapp.cli.operations import EXPIRY_YIELD, expire_once  # noqa: E402
+from pyapp.db import migrate  # noqa: E402
 
 PREFIX = "mk_expbench_"
 PER_CLIENT = 100

@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchpg import Postgres  # noqa: E402
 
-from pyapp import migrate  # noqa: E402
-from pyapp.localpg import free_port  # noqa: E402
+from pyapp.db import migrate  # noqa: E402
+from pyapp.db.localpg import free_port  # noqa: E402
 
 APP_ROLE = "marketplace_app"
 PREFIX = "mk_httpbench_"

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchpg import Postgres  # noqa: E402
 from http_bench import Gunicorn  # noqa: E402
 
-from pyapp import auth, migrate  # noqa: E402
+from pyapp import auth  # noqa: E402
+from pyapp.db import migrate  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 

@@ -17,8 +17,8 @@ import urllib.error
 
 import psycopg
 
-from pyapp import deploy, expiry_schedule, notify, race, settings_commands, smoke
-from pyapp.cli import accounts, migrations, operations, report, serve
+from pyapp import notify
+from pyapp.cli import accounts, deploy, expiry_schedule, migrations, operations, race, report, serve, settings, smoke
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the key (visible to other local users in the process list: prefer the variable or the prompt)")
     acts.add_parser("retire", help="keep only the newest key, once every sender signs with it")
     acts.add_parser("status", help="list the keys (id, time, active; never the key); exit 1 when none is active")
-    s.set_defaults(func=settings_commands.webhook_secret)
+    s.set_defaults(func=settings.webhook_secret)
 
     s = sub.add_parser("unthrottle", help="lift the login throttle of an email (all clients, or one)",
                        description="Deletes the recorded failed logins of EMAIL (only those from --client when "
@@ -155,16 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("email", metavar="EMAIL")
     s.add_argument("--client", default=None, metavar="ADDRESS",
                    help="only the failures from this client address (an IPv6 one stands for its /64)")
-    s.set_defaults(func=settings_commands.unthrottle)
+    s.set_defaults(func=settings.unthrottle)
 
     s = sub.add_parser("limits", help="show, and with options set, the limits kept in the database",
                        description="Without options, prints the limits. Each option sets one (a whole number, "
                                    "or `none` for no limit) and leaves the other unchanged.")
-    s.add_argument("--max-unpaid-orders", type=settings_commands.limit_value, default=None, metavar="N|none",
+    s.add_argument("--max-unpaid-orders", type=settings.limit_value, default=None, metavar="N|none",
                    help="unpaid orders one buyer may hold (MAX_UNPAID_ORDERS)")
-    s.add_argument("--registrations-per-client-per-hour", type=settings_commands.limit_value, default=None,
+    s.add_argument("--registrations-per-client-per-hour", type=settings.limit_value, default=None,
                    metavar="N|none", help="sign-ups per client address and hour (REGISTRATIONS_PER_CLIENT_PER_HOUR)")
-    s.set_defaults(func=settings_commands.limits)
+    s.set_defaults(func=settings.limits)
 
     s = sub.add_parser("notify", help="post a message to NOTIFY_WEBHOOK_URL (Slack-compatible {\"text\": ...})",
                        description="Posts {\"text\": TEXT} to NOTIFY_WEBHOOK_URL with a 5-second timeout. deploy, "

@@ -75,7 +75,7 @@ def hold_minutes(value: int | None = None) -> int:
 
 def database_urls() -> tuple[str, str]:
     """(DATABASE_URL, APP_DATABASE_URL or else DATABASE_URL); ('', '') when DATABASE_URL is unset
-    (the project's own cluster, pyapp.runtime)."""
+    (the project's own cluster, pyapp.db.runtime)."""
     owner = os.environ.get("DATABASE_URL", "")
     return owner, (os.environ.get("APP_DATABASE_URL") or owner) if owner else ""
 
@@ -132,7 +132,7 @@ class Config:
     max_unpaid_orders: int | None = None
     registrations_per_client_per_hour: int | None = None
     notify_webhook_url: str = ""
-    read_database_url: str = ""  # READ_DATABASE_URL: catalogue reads from a standby (pyapp.replicas)
+    read_database_url: str = ""  # READ_DATABASE_URL: catalogue reads from a standby (pyapp.db.replicas)
 
     @classmethod
     def from_env(cls) -> "Config":

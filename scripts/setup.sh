@@ -6,13 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # postgresql-15-cron: pg_cron, which the project's own clusters load so that the order expiry can
-# run inside PostgreSQL (python -m pyapp expiry-schedule on; pyapp/localpg.py).
+# run inside PostgreSQL (python -m pyapp expiry-schedule on; pyapp/db/localpg.py).
 # For the checks of monitoring/ and deploy/systemd/: promtool (prometheus), amtool
 # (prometheus-alertmanager), systemd-analyze (systemd), and python3-seccomp for the system Python
 # that runs tests/support/sandbox.py. On a machine booted with systemd, Debian starts the prometheus and
 # alertmanager daemons on install: `systemctl disable --now` them where they are not wanted.
 # patroni, etcd-server, etcd-client, python3-etcd: the local HA cluster of scripts/ha.sh and
-# tests/slow/test_ha.py (pyapp/ha.py starts its own etcd and Patroni; Debian's units stay unused:
+# tests/slow/test_ha.py (pyapp/db/ha.py starts its own etcd and Patroni; Debian's units stay unused:
 # `systemctl disable --now etcd patroni` where systemd started them).
 APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl chromium pgbouncer prometheus prometheus-alertmanager systemd python3-seccomp wrk postgresql-15-plpgsql-check patroni etcd-server etcd-client python3-etcd)
 

@@ -9,7 +9,7 @@ import psycopg
 from pyapp import config
 from pyapp.db import calls
 from pyapp.db.registry import PROJECT_CLASS
-from pyapp.runtime import database
+from pyapp.db.runtime import database
 
 DEMO_PASSWORD = "artisan-demo-2026"
 DEMO_USERS = [("buyer@example.com", "Demo Buyer", "BUYER"),

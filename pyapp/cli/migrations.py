@@ -1,14 +1,14 @@
-"""migrate, rollback, status and verify: the schema's migrations (pyapp.migrate, yoyo) and the
+"""migrate, rollback, status and verify: the schema's migrations (pyapp.db.migrate, yoyo) and the
 integrity report."""
 from __future__ import annotations
 
 import sys
 
 from pyapp import config, notify
-from pyapp import migrate as mig
 from pyapp.cli.tables import print_table
 from pyapp.db import calls
-from pyapp.runtime import database
+from pyapp.db import migrate as mig
+from pyapp.db.runtime import database
 
 
 def migrate(args) -> int:
@@ -57,7 +57,7 @@ def rollback(args) -> int:
 
 
 def status(args) -> int:
-    from pyapp.expiry_schedule import RUNNER_HEADERS, runner_rows
+    from pyapp.cli.expiry_schedule import RUNNER_HEADERS, runner_rows
 
     with database() as db:
         applied = set(mig.applied(db.owner_url))

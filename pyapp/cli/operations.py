@@ -14,8 +14,8 @@ import psycopg
 from pyapp import config, notify
 from pyapp.cli.tables import print_table
 from pyapp.db import calls
-from pyapp.localpg import bindir
-from pyapp.runtime import database
+from pyapp.db.localpg import bindir
+from pyapp.db.runtime import database
 
 
 class BackupFailed(Exception):

@@ -8,7 +8,7 @@ import sys
 
 from pyapp.cli.tables import print_table
 from pyapp.db import calls
-from pyapp.runtime import database
+from pyapp.db.runtime import database
 
 DURATION_UNITS = {"m": "mins", "h": "hours", "d": "days"}
 

@@ -10,9 +10,9 @@ import subprocess
 import sys
 
 from pyapp import config
-from pyapp import migrate as mig
 from pyapp.cli.accounts import DEMO_PASSWORD, DEMO_USERS, load_demo
-from pyapp.runtime import APP_ROLE, ROOT, open_database
+from pyapp.db import migrate as mig
+from pyapp.db.runtime import APP_ROLE, ROOT, open_database
 
 
 def is_loopback(host: str) -> bool:
@@ -41,7 +41,7 @@ def demo_refusal(host: str) -> str | None:
 
 
 def serve(args) -> int:
-    from pyapp import settings_commands
+    from pyapp.cli import settings
 
     try:
         cfg = config.Config.from_env()
@@ -57,9 +57,9 @@ def serve(args) -> int:
             print(f"applied {m}")
         db.after_migrations()
         try:
-            for line in settings_commands.apply_env(db.owner_url, cfg):
+            for line in settings.apply_env(db.owner_url, cfg):
                 print(f"serve: {line}")
-        except settings_commands.Refused as exc:
+        except settings.Refused as exc:
             print(f"pyapp: refused: {exc}", file=sys.stderr)
             return 2
         if args.demo and load_demo(db.owner_url):

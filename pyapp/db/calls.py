@@ -9,7 +9,8 @@ trip), or the client address for those that throttle by it. Each is a single sta
 
 The commands' calls (at the end) run as the owner, on schema api, where the caller is the DBA
 who runs the command; the few reads of tables a command needs are named queries here too, so that
-no command writes SQL of its own.
+no command writes SQL of its own. The commands with modules of their own (deploy, smoke,
+simulate-race, expiry-schedule, the settings) have theirs in the sibling pyapp.db.ops_calls.
 """
 from __future__ import annotations
 

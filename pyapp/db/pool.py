@@ -69,7 +69,7 @@ class Pool:
     """The worker's connection pool and error registry, both made on first use in this process."""
 
     def __init__(self, read: bool = False) -> None:
-        self.read = read  # the pool of READ_DATABASE_URL (catalogue reads; pyapp.replicas)
+        self.read = read  # the pool of READ_DATABASE_URL (catalogue reads; pyapp.db.replicas)
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._pid: int | None = None

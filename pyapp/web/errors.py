@@ -17,8 +17,8 @@ from bottle import request, response
 
 from pyapp.db.pool import SCHEMA_MISSING, is_unavailable
 from pyapp.db.registry import PROJECT_CLASS, Registry, detail_json, shipped
+from pyapp.db.replicas import NOT_PRIMARY
 from pyapp.metrics import METRICS
-from pyapp.replicas import NOT_PRIMARY
 from pyapp.web.logs import log_event
 from pyapp.web.parsing import request_id
 from pyapp.web.problems import Problem, app_problem, bad_request, code_for_status, unavailable, with_ext

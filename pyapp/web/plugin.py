@@ -31,8 +31,8 @@ from bottle import request, response
 from pyapp import auth, config, openapi
 from pyapp.db.pool import DatabaseUnavailable, Db, Pool
 from pyapp.db.registry import detail_json, shipped
+from pyapp.db.replicas import NOT_PRIMARY
 from pyapp.metrics import METRICS, STATS, checkout_outcome
-from pyapp.replicas import NOT_PRIMARY
 from pyapp.web.errors import UNEXPECTED, error_handler, problem_from_db
 from pyapp.web.logs import log_event, stats_flush_failed
 from pyapp.web.parsing import read_body, request_id

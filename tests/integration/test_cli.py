@@ -19,8 +19,8 @@ import psycopg
 import pytest
 import requests
 
-from pyapp import migrate
-from pyapp.localpg import Cluster, free_port
+from pyapp.db import migrate
+from pyapp.db.localpg import Cluster, free_port
 from tests.support.invariants import assert_invariants
 
 ROOT = Path(__file__).resolve().parent.parent.parent

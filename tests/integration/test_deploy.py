@@ -16,8 +16,8 @@ import psycopg
 import pytest
 import requests
 
-from pyapp import migrate
-from pyapp.localpg import free_port
+from pyapp.db import migrate
+from pyapp.db.localpg import free_port
 from tests.integration.test_cli import pyapp
 from tests.sql.test_migrations import all_ids, apply_only, mig_id
 from tests.support.invariants import assert_invariants, make_products, make_users
@@ -184,7 +184,7 @@ def test_deploy_dry_run_changes_nothing(db_at, sink, tmp_path):
 
 
 def test_deploy_stops_in_preflight_without_disk_for_a_backup(db_url, tmp_path, monkeypatch, capsys):
-    from pyapp import deploy
+    from pyapp.cli import deploy
 
     monkeypatch.delenv("NOTIFY_WEBHOOK_URL", raising=False)
     monkeypatch.setattr(deploy.shutil, "disk_usage", lambda _path: SimpleNamespace(free=1000))

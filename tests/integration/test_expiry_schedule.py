@@ -1,7 +1,7 @@
 """The order expiry as a pg_cron job (`python -m pyapp expiry-schedule on|off|status`) and the
 `expire-orders` worker as its fallback, run as an operator would: commands in a subprocess, judged
 by exit codes, by what they print and by the database. The tests' cluster loads pg_cron
-(pyapp/localpg.py); one test makes a cluster without it. pg_cron 1.4 schedules in whole minutes,
+(pyapp/db/localpg.py); one test makes a cluster without it. pg_cron 1.4 schedules in whole minutes,
 so the test that waits for the job to run takes up to about a minute (marked slow)."""
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pyapp import migrate
-from pyapp.localpg import CRON_BEGIN, CRON_CONF, Cluster, cron_installed
+from pyapp.db import migrate
+from pyapp.db.localpg import CRON_BEGIN, CRON_CONF, Cluster, cron_installed
 from tests.support.invariants import assert_invariants
 
 ROOT = Path(__file__).resolve().parent.parent.parent

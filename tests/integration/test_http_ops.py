@@ -18,7 +18,7 @@ import requests
 from openapi_spec_validator import validate
 
 from pyapp.app import app as real_app
-from pyapp.localpg import free_port
+from pyapp.db.localpg import free_port
 from pyapp.web import plugin as web
 from tests.integration.test_http_api import add, checkout, make_product, make_user
 from tests.support.http_server import HttpServer
@@ -225,7 +225,7 @@ def test_docs_page_renders_every_operation_in_chromium(http_app):
 def test_health_on_a_database_without_the_schema_is_503_not_500(server):
     """Before `migrate` (or after a rollback) the database answers but has no schema app: /health and
     every other route say so with a 503 problem, never a 500, and recover once the schema is there."""
-    from pyapp import migrate
+    from pyapp.db import migrate
     from tests.support.pg import APP_ROLE
 
     name = server.prefix + "bare_" + uuid.uuid4().hex[:8]

@@ -20,8 +20,8 @@ import psycopg
 import requests
 from psycopg.types.json import Jsonb
 
-from pyapp import migrate
-from pyapp.localpg import bindir
+from pyapp.db import migrate
+from pyapp.db.localpg import bindir
 from tests.integration.test_cli import pyapp
 from tests.integration.test_http_api import make_user
 from tests.sql.test_migrations import apply_only, has_column, mig_id

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pyapp.localpg import free_port
+from pyapp.db.localpg import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 UNITS = ROOT / "deploy" / "systemd"

@@ -29,8 +29,9 @@ import psycopg
 import pytest
 import requests
 
-from pyapp import auth, migrate
-from pyapp.localpg import Cluster
+from pyapp import auth
+from pyapp.db import migrate
+from pyapp.db.localpg import Cluster
 from pyapp.web import plugin as web
 from tests.support.http_server import HttpServer
 from tests.support.invariants import assert_invariants, fill_carts, make_products, make_users

@@ -1,6 +1,6 @@
 """High availability on Patroni, Jepsen-style, with real processes (docs/scaling.md, issue #12).
 
-One etcd and two PostgreSQL 15 nodes under Patroni (pyapp.ha, synchronous_mode on), the app under
+One etcd and two PostgreSQL 15 nodes under Patroni (pyapp.db.ha, synchronous_mode on), the app under
 gunicorn on a multi-host DATABASE_URL (target_session_attrs=read-write) and a READ_DATABASE_URL
 (prefer-standby). Buyers check out in a loop with an Idempotency-Key each and retry a 503 or a
 lost answer with the same key; meanwhile the primary's postmaster is killed with SIGKILL, a
@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from pyapp import auth
-from pyapp.ha import HaCluster, bootstrap_database
+from pyapp.db.ha import HaCluster, bootstrap_database
 from tests.support.http_server import HttpServer, seed_webhook_secret
 from tests.support.invariants import assert_invariants, make_products, make_users
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import requests
 
-from pyapp.localpg import bindir
+from pyapp.db.localpg import bindir
 from tests.integration.test_http_api import add, checkout, make_product, make_user, signed
 from tests.integration.test_ops_rehearsal import old_state
 from tests.sql.test_migrations import has_column

@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pyapp import auth, migrate
+from pyapp import auth
+from pyapp.db import migrate
 from tests.support.invariants import assert_invariants, make_products, make_users
 from tests.support.pg import APP_ROLE
 
@@ -49,7 +50,7 @@ def empty_db(server):
 
 
 def apply_only(url: str, ids: set[str]) -> list[str]:
-    """Applies just the pending migrations whose id is in `ids` (yoyo, bypassing pyapp.migrate)."""
+    """Applies just the pending migrations whose id is in `ids` (yoyo, bypassing pyapp.db.migrate)."""
     with migrate.backend(url) as b, b.lock():
         todo = b.to_apply(migrate.migrations()).filter(lambda m: m.id in ids)
         b.apply_migrations(todo)

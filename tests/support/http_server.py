@@ -18,7 +18,7 @@ import psycopg
 import requests
 
 from pyapp import auth
-from pyapp.localpg import free_port
+from pyapp.db.localpg import free_port
 from tests.support.pg import APP_ROLE
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from pyapp import migrate
-from pyapp.localpg import Cluster
+from pyapp.db import migrate
+from pyapp.db.localpg import Cluster
 
 APP_ROLE = "marketplace_app"
 
@@ -39,7 +39,7 @@ class Server:
             tmp = Path(tempfile.mkdtemp(prefix="mk-test-"))
             os.chmod(tmp, 0o755)
             # trust, explicitly: a throwaway cluster in a private folder, and tests/support/pgbouncer.py
-            # relies on it; the project's own cluster asks for passwords (pyapp/localpg.py).
+            # relies on it; the project's own cluster asks for passwords (pyapp/db/localpg.py).
             self.cluster = Cluster(tmp / "pgdata", trust=True)
             self.cluster.start()
             url = self.cluster.url

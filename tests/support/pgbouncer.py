@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from pyapp.localpg import free_port
+from pyapp.db.localpg import free_port
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 APP_ROLE = "marketplace_app"

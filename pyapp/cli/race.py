@@ -4,7 +4,8 @@ As the owner (DATABASE_URL, or the project's own cluster), it makes a product wi
 buyers with it in their cart, each with a bearer token; then all N check out over HTTP at once.
 Exit 0 when exactly one buyer got it (one 201, stock 0, one order, every other answer 400 or 409),
 1 otherwise, 2 with fewer than 2 buyers, 3 (from pyapp.__main__) when the server or the database
-cannot be reached. Its own module: an HTTP client, unlike the rest of the commands.
+cannot be reached. It holds the small HTTP client
+that smoke and deploy use too (`_http`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ import psycopg
 
 from pyapp import config
 from pyapp.cli.tables import print_table
-from pyapp.runtime import database, scalar
+from pyapp.db import calls
+from pyapp.db import ops_calls as ops
+from pyapp.db.calls import Session
+from pyapp.db.runtime import database
 
 
 def _http(method: str, url: str, body=None, token=None, timeout=30.0):
@@ -57,20 +61,19 @@ def _prepare_race(conn: psycopg.Connection, run: str, buyers: int) -> tuple[str,
     from pyapp.auth import hash_password, new_token, token_hash
 
     pw_hash = hash_password(secrets.token_urlsafe(24))
+    db = Session(conn)
 
     def user(tag: str, role: str) -> str:
-        return scalar(conn, "SELECT api.create_user(%s, %s, %s, %s)",
-                      (f"race-{run}-{tag}@example.com", f"Race {tag}", pw_hash, role))["id"]
+        return calls.create_user(db, f"race-{run}-{tag}@example.com", f"Race {tag}", pw_hash, role)["id"]
 
     with conn.transaction():
         seller = user("seller", "SELLER")
-        product = scalar(conn, "SELECT api.create_product(%s, %s, 99::numeric, 1)",
-                         (seller, f"Last unit {run}"))["id"]
+        product = ops.create_product_defaults(db, seller, f"Last unit {run}", 99, 1)["id"]
         tokens = []
         for i in range(buyers):
             buyer, token = user(f"b{i}", "BUYER"), new_token()
-            conn.execute("SELECT api.issue_token(%s, %s, interval '1 hour')", (buyer, token_hash(token)))
-            conn.execute("SELECT api.add_to_cart(%s, %s, 1)", (buyer, product))
+            ops.issue_token(db, buyer, token_hash(token), "1 hour")
+            ops.add_to_cart_for(db, buyer, product, 1)
             tokens.append(token)
     return product, tokens
 
@@ -104,9 +107,7 @@ def simulate_race(args) -> int:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
-        row = conn.execute(
-            """SELECT p.stock, (SELECT count(DISTINCT i."orderId") FROM "OrderItem" i WHERE i."productId" = p.id)
-               FROM "Product" p WHERE p.id = %s""", (product,)).fetchone()
+        row = ops.stock_and_orders(Session(conn), product)
     assert row is not None, "the race's product was made in this run"
     stock, orders = row
     counts = {s: results.count(s) for s in sorted(set(results), key=str)}

@@ -4,7 +4,7 @@ hoarding and mass sign-up (`limits`), plus `apply_env`, with which `serve` write
 PAYMENT_WEBHOOK_SECRET, MAX_UNPAID_ORDERS and REGISTRATIONS_PER_CLIENT_PER_HOUR there.
 
 All of them go through the owner's connection to api functions the app role may not execute.
-A module of its own beside pyapp/cli/, as the settings are a concern of their own.
+Their SQL is in pyapp.db.ops_calls.
 Each command takes the parsed arguments and returns an exit code: 0 done; 1 for `webhook-secret
 status` when no key is active (the webhook then refuses every delivery); 2 bad usage, including
 a value the database refuses (e.g. a key shorter than 16 bytes); 3 (from pyapp.__main__) the
@@ -18,11 +18,12 @@ import ipaddress
 import sys
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from pyapp import config
 from pyapp.cli.tables import print_table
-from pyapp.runtime import database, scalar
+from pyapp.db import ops_calls as ops
+from pyapp.db.calls import Session
+from pyapp.db.runtime import database
 
 # The keys of api.limits() and the environment variables that set them.
 LIMITS = {"maxUnpaidOrders": "MAX_UNPAID_ORDERS",
@@ -34,9 +35,10 @@ class Refused(Exception):
     """The database refused a value (an MK error, or a data or integrity error)."""
 
 
-def _call(conn: psycopg.Connection, query: str, params=()):
+def _call(conn: psycopg.Connection, call, *args):
+    """`call` (a pyapp.db.ops_calls function) on `conn`; a refusal becomes Refused."""
     try:
-        return scalar(conn, query, params)
+        return call(Session(conn), *args)
     except psycopg.Error as exc:
         state = exc.sqlstate or ""
         if state.startswith(("MK", "22", "23")):
@@ -79,11 +81,11 @@ def apply_env(owner_url: str, cfg) -> list[str]:
         return lines
     with psycopg.connect(owner_url, autocommit=True) as conn:
         if cfg.webhook_secret:
-            r = _call(conn, "SELECT api.set_webhook_secret(%s)", (cfg.webhook_secret,))
+            r = _call(conn, ops.set_webhook_secret, cfg.webhook_secret)
             lines.append(f"webhook key from PAYMENT_WEBHOOK_SECRET: {'added' if r['added'] else 'unchanged'}"
                          f" ({r['active']} active)")
         if changes:
-            limits = _call(conn, "SELECT api.set_limits(%s)", (Jsonb(changes),))
+            limits = _call(conn, ops.set_limits, changes)
             lines.append(f"limits: {_limits_line(limits)}")
     return lines
 
@@ -111,20 +113,20 @@ def webhook_secret(args) -> int:
                 print("pyapp: no secret given (--secret, PAYMENT_WEBHOOK_SECRET or the prompt)", file=sys.stderr)
                 return 2
             with database() as db, psycopg.connect(db.owner_url, autocommit=True) as conn:
-                r = _call(conn, "SELECT api.set_webhook_secret(%s)", (secret,))
+                r = _call(conn, ops.set_webhook_secret, secret)
             print(f"webhook-secret: {'added as the newest key' if r['added'] else 'unchanged: already the newest key'}"
                   f"; {r['active']} active")
             return 0
         if args.action == "retire":
             with database() as db, psycopg.connect(db.owner_url, autocommit=True) as conn:
-                r = _call(conn, "SELECT api.retire_webhook_secrets()")
+                r = _call(conn, ops.retire_webhook_secrets)
             print(f"webhook-secret: retired {r['retired']}; {r['active']} active (the newest)")
             return 0
     except Refused as exc:
         print(f"pyapp: refused: {exc}", file=sys.stderr)
         return 2
     with database() as db, psycopg.connect(db.owner_url, autocommit=True) as conn:
-        rows = conn.execute("SELECT id, created_at, active FROM api.webhook_secrets() ORDER BY id").fetchall()
+        rows = ops.webhook_secrets(Session(conn))
     print_table(["id", "created", "state"],
                 [(i, t.isoformat(timespec="seconds"), "active" if a else "retired") for i, t, a in rows])
     active = sum(1 for *_, a in rows if a)
@@ -142,7 +144,7 @@ def unthrottle(args) -> int:
             return 2
     try:
         with database() as db, psycopg.connect(db.owner_url, autocommit=True) as conn:
-            n = _call(conn, "SELECT api.lift_login_throttle(%s, %s)", (args.email, args.client))
+            n = _call(conn, ops.lift_login_throttle, args.email, args.client)
     except Refused as exc:
         print(f"pyapp: refused: {exc}", file=sys.stderr)
         return 2
@@ -159,8 +161,8 @@ def limits(args) -> int:
             changes[key] = None if value == UNLIMITED else value
     try:
         with database() as db, psycopg.connect(db.owner_url, autocommit=True) as conn:
-            current = _call(conn, "SELECT api.set_limits(%s)", (Jsonb(changes),)) if changes \
-                else _call(conn, "SELECT api.limits()")
+            current = _call(conn, ops.set_limits, changes) if changes \
+                else _call(conn, ops.limits)
     except Refused as exc:
         print(f"pyapp: refused: {exc}", file=sys.stderr)
         return 2

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from yoyo import get_backend, read_migrations
 
-from pyapp.replicas import single_host
+from pyapp.db.replicas import single_host
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = ROOT / "migrations"
 
 

@@ -8,7 +8,7 @@ Authentication. By default a cluster asks for a password over TCP (scram-sha-256
 can reach 127.0.0.1, and a superuser session could run `COPY ... TO PROGRAM`. The passwords are
 generated (one per role that logs in: `postgres`, `marketplace_app`) and kept in a pgpass-format
 file beside the data folder, `<datadir>.run/pgpass`, mode 0600, which the project hands to libpq
-through PGPASSFILE (pyapp.runtime), so no URL carries a password. Its socket, in `<datadir>.run/`,
+through PGPASSFILE (pyapp.db.runtime), so no URL carries a password. Its socket, in `<datadir>.run/`,
 admits only `postgres`, by peer authentication, for the OS user that owns the cluster (and root,
 who could become that user anyway): that is how the passwords are set. A cluster made by an
 earlier version with `initdb -A trust` is converted in place by its next start(): pg_hba.conf is
@@ -41,10 +41,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-HBA_MARK = "# pyapp.localpg: passwords over TCP, peer for the cluster's owner on the socket"
+HBA_MARK = "# pyapp.db.localpg: passwords over TCP, peer for the cluster's owner on the socket"
 LOGIN_ROLES = ("postgres", "marketplace_app")
-CRON_BEGIN = "# pyapp.localpg: pg_cron (begin; managed block, see pyapp/localpg.py)"
-CRON_END = "# pyapp.localpg: pg_cron (end)"
+CRON_BEGIN = "# pyapp.db.localpg: pg_cron (begin; managed block, see pyapp/db/localpg.py)"
+CRON_END = "# pyapp.db.localpg: pg_cron (end)"
 # max_worker_processes: pg_cron's launcher and each running job take one background worker, next
 # to parallel query and logical replication (default 8 in all).
 CRON_CONF = (f"{CRON_BEGIN}\n"
@@ -157,7 +157,7 @@ class Cluster:
         self._pg("initdb", "-D", str(self.datadir), "-U", "postgres", *auth,
                  "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         with open(self.datadir / "postgresql.conf", "a") as f:
-            f.write("\n# set by pyapp.localpg\n"
+            f.write("\n# set by pyapp.db.localpg\n"
                     "max_connections = 200\nshared_buffers = 256MB\n"
                     "synchronous_commit = on\nfsync = on\n"
                     "lock_timeout = 0\nlog_min_messages = warning\n")

@@ -21,9 +21,11 @@ database, and new orders written meanwhile would be lost by a restore and block 
 (NOTIFY_WEBHOOK_URL) when it starts, when it succeeds and when it fails; --dry-run runs the
 preflight, prints the plan, changes nothing and notifies nobody.
 
-A module of its own, and one piece past 300 lines: its steps share the state a failure must
-report (what this deploy applied, whether it turned maintenance on, the backup it took), and
-with the smoke test (pyapp.smoke) it is the only command that talks to the database and the server.
+A module of its own, and one piece past 300 lines: its seven steps are methods of one Deploy,
+as they share the state a failure must report (what this deploy applied, whether it turned
+maintenance on, the backup it took); split across modules, that state would have to travel
+between them. Its SQL is in pyapp.db.calls and pyapp.db.ops_calls; the one SQL text left here is
+the `SELECT pg_terminate_backend(pid)` that the preflight prints for the operator to run.
 """
 from __future__ import annotations
 
@@ -38,12 +40,15 @@ from pathlib import Path
 
 import psycopg
 
-from pyapp import config, notify, smoke
-from pyapp import migrate as mig
-from pyapp.cli import operations
+from pyapp import config, notify
+from pyapp.cli import operations, smoke
+from pyapp.cli.race import _http
 from pyapp.cli.tables import print_table
-from pyapp.race import _http
-from pyapp.runtime import database, scalar
+from pyapp.db import calls
+from pyapp.db import migrate as mig
+from pyapp.db import ops_calls as ops
+from pyapp.db.calls import Session
+from pyapp.db.runtime import database
 
 EPILOG = """\
 Exit codes: 0 deployed; 1 a check failed: preflight (a long transaction, too little disk), the
@@ -60,19 +65,6 @@ STEPS = ("preflight", "backup", "maintenance on", "migrate", "verify", "maintena
 SWITCH = "api.set_maintenance(boolean)"
 DEFAULT_LOCK_TIMEOUT_S = 5.0
 SQL_LINES = 8  # lines of each pending migration shown without --verbose
-
-LONG_TRANSACTIONS = """
-    SELECT pid, extract(epoch FROM now() - xact_start)::numeric(12, 1) AS age_s, state, usename,
-           left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 100) AS query
-    FROM pg_stat_activity
-    WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'
-      AND xact_start < now() - make_interval(secs => %s)
-    ORDER BY xact_start"""
-# Sessions of other roles whose transaction this role may not see (without pg_read_all_stats).
-HIDDEN_SESSIONS = """
-    SELECT count(*) FROM pg_stat_activity
-    WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'
-      AND state IS NULL"""
 
 
 class Failed(Exception):
@@ -157,14 +149,15 @@ class Deploy:
         except psycopg.OperationalError as exc:
             raise Failed(f"database unreachable: {str(exc).strip()}", 3) from None
         with conn:
-            version = scalar(conn, "SHOW server_version")
-            size = scalar(conn, "SELECT pg_database_size(current_database())")
-            self.switch_exists = scalar(conn, "SELECT to_regprocedure(%s) IS NOT NULL", (SWITCH,))
-            if scalar(conn, "SELECT to_regprocedure('api.maintenance_status()') IS NOT NULL"):
-                self.maintenance_was_on = scalar(conn, "SELECT api.maintenance_status()")["maintenance"]
+            db = Session(conn)
+            version = ops.server_version(db)
+            size = ops.database_size(db)
+            self.switch_exists = ops.function_exists(db, SWITCH)
+            if ops.function_exists(db, "api.maintenance_status()"):
+                self.maintenance_was_on = ops.maintenance_status(db)["maintenance"]
             limit = lock_timeout_s()
-            long_tx = conn.execute(LONG_TRANSACTIONS, (limit,)).fetchall()
-            hidden = scalar(conn, HIDDEN_SESSIONS)
+            long_tx = ops.long_transactions(db, limit)
+            hidden = ops.hidden_sessions(db)
         self.pending = mig.pending(self.owner_url)
         self.say(f"database reachable: PostgreSQL {version}, {_mb(size)}; maintenance "
                  + ("on" if self.maintenance_was_on else "off" if self.switch_exists else "not there yet (schema predates it)"))
@@ -275,7 +268,7 @@ class Deploy:
         else:
             self.begin("maintenance on", "pausing writes (they answer 503 with Retry-After; reads go on)")
         with psycopg.connect(self.owner_url, autocommit=True) as conn:
-            state = scalar(conn, "SELECT api.set_maintenance(true)")
+            state = calls.owner_set_maintenance(Session(conn), True)
         self.turned_on = True
         self.say(f"maintenance on since {state.get('since')}")
 
@@ -289,8 +282,7 @@ class Deploy:
         self.begin("verify", "api.integrity_report()")
         hold = config.hold_minutes(getattr(self.args, "hold_minutes", None))
         with psycopg.connect(self.owner_url, autocommit=True) as conn:
-            rows = conn.execute("SELECT check_name, ok, detail FROM api.integrity_report(make_interval(mins => %s))",
-                                (hold,)).fetchall()
+            rows = calls.integrity_report(Session(conn), hold)
         print_table(["check", "ok", "detail"], [(c, "ok" if ok else "FAILED", d) for c, ok, d in rows])
         failed = [c for c, ok, _ in rows if not ok]
         if failed:
@@ -301,7 +293,7 @@ class Deploy:
             return
         self.begin("maintenance off", "resuming writes")
         with psycopg.connect(self.owner_url, autocommit=True) as conn:
-            conn.execute("SELECT api.set_maintenance(false)")
+            calls.owner_set_maintenance(Session(conn), False)
         self.turned_on = False
         self.say("maintenance off")
 

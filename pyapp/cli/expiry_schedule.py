@@ -15,8 +15,10 @@ import sys
 import psycopg
 
 from pyapp import config
+from pyapp.db import ops_calls as ops
 from pyapp.db import registry
-from pyapp.runtime import database, scalar
+from pyapp.db.calls import Session
+from pyapp.db.runtime import database
 
 RUNNER_HEADERS = ["runner", "state", "last success", "detail"]
 
@@ -28,10 +30,10 @@ def _fmt(ts) -> str:
 def runner_rows(conn) -> list[tuple] | None:
     """api.expiry_status() as table rows, or None when the database predates it (migrations
     pending)."""
-    if conn.execute("SELECT to_regprocedure('api.expiry_status()')").fetchone()[0] is None:
+    db = Session(conn)
+    if not ops.function_exists(db, "api.expiry_status()"):
         return None
-    return [(runner, state, _fmt(last), detail) for runner, state, last, detail in conn.execute(
-        "SELECT runner, state, last_success_at, detail FROM api.expiry_status()")]
+    return [(runner, state, _fmt(last), detail) for runner, state, last, detail in ops.expiry_runners(db)]
 
 
 def _refused(exc: psycopg.Error) -> int:
@@ -53,7 +55,7 @@ def _cron_connect(owner_url: str, cron_db: str) -> psycopg.Connection:
 def expiry_schedule(args) -> int:
     with database() as db:
         with psycopg.connect(db.owner_url, autocommit=True) as conn:
-            if scalar(conn, "SELECT to_regprocedure('api.expiry_status()')") is None:
+            if not ops.function_exists(Session(conn), "api.expiry_status()"):
                 print("pyapp: expiry-schedule: this database predates it: python -m pyapp migrate", file=sys.stderr)
                 return 1
         if args.action == "on":
@@ -66,8 +68,7 @@ def expiry_schedule(args) -> int:
 def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
     with psycopg.connect(db.owner_url) as conn:  # one transaction: committed once pg_cron has the job
         try:
-            row = conn.execute("SELECT * FROM api.schedule_expiry(%s, make_interval(mins => %s), %s)",
-                               (every_minutes, hold, batch)).fetchone()
+            row = ops.schedule_expiry(Session(conn), every_minutes, hold, batch)
         except psycopg.Error as exc:
             conn.rollback()
             code = _refused(exc)
@@ -78,14 +79,13 @@ def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
         assert row is not None, "api.schedule_expiry returns one row"
         job, schedule, command, dbname, cron_db = row
         try:
-            with _cron_connect(db.owner_url, cron_db) as cron:
-                if cron.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone() is None:
+            with _cron_connect(db.owner_url, cron_db) as cron_conn:
+                cron = Session(cron_conn)
+                if not ops.extension_exists(cron, "pg_cron"):
                     print(f"expiry-schedule: creating extension pg_cron in database {cron_db}", flush=True)
-                    cron.execute("CREATE EXTENSION pg_cron")
-                jobid = scalar(cron, "SELECT cron.schedule_in_database(%s, %s, %s, %s)",
-                               (job, schedule, command, dbname))
-                # An existing job of that name keeps its database and active flag: set both.
-                cron.execute("SELECT cron.alter_job(%s, database => %s, active => true)", (jobid, dbname))
+                    ops.create_pg_cron(cron)
+                jobid = ops.cron_schedule(cron, job, schedule, command, dbname)
+                ops.cron_activate(cron, jobid, dbname)
         except psycopg.Error as exc:
             conn.rollback()
             print(f"pyapp: expiry-schedule: pg_cron in database {cron_db} refused the job: "
@@ -103,16 +103,16 @@ def schedule_on(db, every_minutes: int, hold: int, batch: int) -> int:
 
 def schedule_off(db) -> int:
     with psycopg.connect(db.owner_url) as conn:
-        row = conn.execute("SELECT * FROM api.unschedule_expiry()").fetchone()
+        row = ops.unschedule_expiry(Session(conn))
         assert row is not None, "api.unschedule_expiry returns one row"
         job, cron_db, was_scheduled = row
         removed = 0
         if cron_db is not None:
             try:
-                with _cron_connect(db.owner_url, cron_db) as cron:
-                    if cron.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
-                        removed = len(cron.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s",
-                                                   (job,)).fetchall())
+                with _cron_connect(db.owner_url, cron_db) as cron_conn:
+                    cron = Session(cron_conn)
+                    if ops.extension_exists(cron, "pg_cron"):
+                        removed = ops.cron_unschedule(cron, job)
             except psycopg.Error as exc:
                 conn.rollback()
                 print(f"pyapp: expiry-schedule: could not unschedule {job} in database {cron_db}: "
@@ -133,26 +133,24 @@ def schedule_status(db) -> int:
     """Prints api.expiry_status() and, where pg_cron runs, its own view of the job (cron.job and
     the latest cron.job_run_details). Exit 0 when some runner runs (or a new job waits), else 1."""
     with psycopg.connect(db.owner_url, autocommit=True) as conn:
-        rows = conn.execute("""SELECT runner, state, running, last_success_at, detail, job_name, cron_database
-                                FROM api.expiry_status()""").fetchall()
+        rows = ops.expiry_status(Session(conn))
     from pyapp.cli.tables import print_table
 
     print_table(RUNNER_HEADERS, [r[:2] + (_fmt(r[3]), r[4]) for r in rows])
     job, cron_db = next(((r[5], r[6]) for r in rows if r[0] == "pg_cron"), (None, None))
     if job is not None and cron_db is not None:
         try:
-            with _cron_connect(db.owner_url, cron_db) as cron:
-                if scalar(cron, "SELECT to_regclass('cron.job')") is None:
+            with _cron_connect(db.owner_url, cron_db) as cron_conn:
+                cron = Session(cron_conn)
+                if not ops.relation_exists(cron, "cron.job"):
                     print(f"pg_cron: no extension pg_cron in database {cron_db}: the job does not exist")
                 else:
-                    found = cron.execute("SELECT jobid, schedule, active, database FROM cron.job WHERE jobname = %s",
-                                         (job,)).fetchone()
+                    found = ops.cron_job(cron, job)
                     if found is None:
                         print(f"pg_cron: no job {job} in database {cron_db}: python -m pyapp expiry-schedule on")
                     else:
                         jobid, schedule, active, target = found
-                        last = cron.execute("""SELECT status, start_time, return_message FROM cron.job_run_details
-                                               WHERE jobid = %s ORDER BY runid DESC LIMIT 1""", (jobid,)).fetchone()
+                        last = ops.cron_last_run(cron, jobid)
                         print(f"pg_cron: job {job} (id {jobid}) {schedule} in database {target}, "
                               f"{'active' if active else 'INACTIVE'}; last run: "
                               + ("none yet" if last is None else

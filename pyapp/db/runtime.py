@@ -20,9 +20,9 @@ import psycopg
 from psycopg import sql
 
 from pyapp import config
-from pyapp.localpg import Cluster
+from pyapp.db.localpg import Cluster
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL_DB = "marketplace"
 APP_ROLE = "marketplace_app"
 

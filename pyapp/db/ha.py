@@ -1,8 +1,8 @@
 """A local high-availability cluster: one etcd and two PostgreSQL 15 nodes under Patroni.
 
-    python -m pyapp.ha start [--dir DIR]     # starts it, prints the URLs to export
-    python -m pyapp.ha status [--dir DIR]    # patronictl list
-    python -m pyapp.ha stop [--dir DIR]      # stops Patroni (and its PostgreSQL) and etcd, removes DIR
+    python -m pyapp.db.ha start [--dir DIR]     # starts it, prints the URLs to export
+    python -m pyapp.db.ha status [--dir DIR]    # patronictl list
+    python -m pyapp.db.ha stop [--dir DIR]      # stops Patroni (and its PostgreSQL) and etcd, removes DIR
 
 `scripts/ha.sh` wraps the same commands. Patroni runs in `synchronous_mode` (a commit is
 acknowledged only once the synchronous standby has flushed it) with `use_pg_rewind` (data
@@ -19,6 +19,12 @@ docs/runbook.md, "Failover", for what a production deployment changes).
 The application connects with a libpq multi-host URL and `target_session_attrs=read-write`: libpq
 tries each node and keeps the one that accepts writes, so after a failover new connections find
 the new primary without a restart of the app (pyapp.web drops the old ones).
+
+Past 300 lines on purpose: HaCluster is one lifecycle (configure, start, wait, inspect, fail
+over, stop) of processes that share one folder and one set of ports; the tests
+(tests/slow/test_ha.py) drive it through the same object. It sits in pyapp/db/ beside the local
+cluster (localpg) as the other way of running the database; `python -m pyapp.db.ha` is its entry
+point (scripts/ha.sh).
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyapp.localpg import bindir, free_port
+from pyapp.db.localpg import bindir, free_port
 
 SCOPE = "mk-ha"
 PATRONI = shutil.which("patroni") or "/usr/bin/patroni"
@@ -378,7 +384,7 @@ def bootstrap_database(cluster: HaCluster) -> str:
     owner URL (multi-host, read-write)."""
     import psycopg
 
-    from pyapp import migrate
+    from pyapp.db import migrate
 
     admin = cluster.url("postgres")
     with psycopg.connect(admin, autocommit=True) as c:
@@ -390,7 +396,7 @@ def bootstrap_database(cluster: HaCluster) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pyapp.ha", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m pyapp.db.ha", description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["start", "status", "stop"])
     p.add_argument("--dir", default=os.environ.get("MK_HA_DIR", ""),
                    help="the cluster's folder (start: default a new one under /tmp; MK_HA_DIR)")

@@ -29,9 +29,11 @@ from decimal import Decimal
 
 import psycopg
 
+from pyapp.cli.race import _http
+from pyapp.db import ops_calls as ops
 from pyapp.db import registry
-from pyapp.race import _http
-from pyapp.runtime import database
+from pyapp.db.calls import Session
+from pyapp.db.runtime import database
 
 ADDRESS = {"name": "Smoke test", "line1": "python -m pyapp smoke", "city": "Nowhere"}
 TOKEN_TTL = "10 minutes"
@@ -70,8 +72,9 @@ class Run:
     def http(self, method: str, path: str, body=None):
         return _http(method, self.base + path, body, self.token, timeout=30)
 
-    def db(self, query: str, params=()):
-        return self.conn.execute(query, params).fetchone()
+    @property
+    def db(self) -> Session:
+        return Session(self.conn)
 
     @property
     def failed(self) -> list[str]:
@@ -100,23 +103,23 @@ def _answered(run: Run, name: str, status: int, body, expected: int) -> None:
 
 
 def _stock(run: Run) -> int:
-    return run.db('SELECT stock FROM "Product" WHERE id = %s', (run.product,))[0]
+    stock = ops.product_stock(run.db, run.product)
+    assert stock is not None, "the smoke product exists once prepare() has run"
+    return stock
 
 
 def _ledger(run: Run, reason: str) -> list[int]:
-    return [r[0] for r in run.conn.execute(
-        """SELECT delta FROM "StockLedger" WHERE "orderId" = %s AND "productId" = %s AND reason = %s""",
-        (run.order, run.product, reason)).fetchall()]
+    return ops.ledger_deltas(run.db, run.order, run.product, reason)
 
 
 def prepare(run: Run) -> int:
     """The fixture and a token; returns the product's stock before the run."""
     from pyapp.auth import new_token, token_hash
 
-    if not run.db("SELECT pg_try_advisory_lock(hashtext(%s))", (LOCK,))[0]:
+    if not ops.try_advisory_lock(run.db, LOCK):
         run.require("fixture", False, "another smoke run is in progress; try again when it has finished")
     try:
-        fx = run.db("SELECT api.smoke_prepare()")[0]
+        fx = ops.smoke_prepare(run.db)
     except psycopg.Error as exc:
         if registry.code_of(run.conn, exc) == "MAINTENANCE":
             run.require("fixture", False, MAINTENANCE)
@@ -128,7 +131,7 @@ def prepare(run: Run) -> int:
                                + ")")
     run.token = new_token()
     run.token_hash = token_hash(run.token)
-    run.db("SELECT api.issue_token(%s, %s, %s::interval)", (run.user, run.token_hash, TOKEN_TTL))
+    ops.issue_token(run.db, run.user, run.token_hash, TOKEN_TTL)
     return fx["stock"]
 
 
@@ -139,7 +142,7 @@ def catalogue(run: Run, before: int) -> None:
                 f"GET answered stock {body.get('stock')}, the database holds {before}")
     # The listing is in id order: the first listed product after the smoke product's predecessor
     # would be the smoke product if it were listed. One small page, whatever the catalogue's size.
-    pred = run.db('SELECT max(id) FROM "Product" WHERE id < %s', (run.product,))[0]
+    pred = ops.product_before(run.db, run.product)
     query = "?limit=1" + (f"&after={urllib.parse.quote(pred)}" if pred is not None else "")
     status, body = run.http("GET", f"/api/marketplace/products{query}")
     _answered(run, "product unlisted", status, body, 200)
@@ -190,13 +193,12 @@ def cleanup(run: Run, before: int | None) -> None:
         return
     try:
         if run.order and not run.cancelled:
-            state = run.db('SELECT status FROM "Order" WHERE id = %s', (run.order,))
-            if state and state[0] in ("PENDING_PAYMENT", "PAYMENT_FAILED", "PAID"):
-                run.db("SELECT api.cancel_order(%s, NULL, 'SMOKE_CLEANUP')", (run.order,))
+            if ops.order_status(run.db, run.order) in ("PENDING_PAYMENT", "PAYMENT_FAILED", "PAID"):
+                ops.cancel_order_for(run.db, run.order, "SMOKE_CLEANUP")
                 run.out(f"  cleanup: cancelled order {run.order} as the owner")
-        run.conn.execute('DELETE FROM "CartItem" WHERE "userId" = %s', (run.user,))
+        ops.clear_cart(run.db, run.user)
         if run.token_hash:
-            run.db("SELECT api.revoke_token(%s)", (run.token_hash,))
+            ops.revoke_token(run.db, run.token_hash)
         if before is not None:
             after = _stock(run)
             run.check("left as it was", after == before, f"stock {after} (before the run: {before})")
