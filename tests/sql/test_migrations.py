@@ -3,7 +3,6 @@ and drops it afterwards."""
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -19,13 +18,9 @@ from pyapp import auth
 from pyapp.db import migrate
 from tests.support.invariants import assert_invariants, make_products, make_users
 from tests.support.pg import APP_ROLE
+from tests.support.sqlmig_tool import sqlmig
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-_spec = importlib.util.spec_from_file_location("sqlmig", ROOT / "tools" / "sqlmig.py")
-assert _spec is not None and _spec.loader is not None
-sqlmig = importlib.util.module_from_spec(_spec)
-sys.modules["sqlmig"] = sqlmig  # its dataclasses look their module up there
-_spec.loader.exec_module(sqlmig)
 
 # The deployment checklist of CONTRACT.md, verbatim.
 CHECKLIST = [

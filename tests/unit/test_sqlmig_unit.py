@@ -1,21 +1,12 @@
 """tools/sqlmig.py's reading of SQL and its plan of a migration, in pure Python (no PostgreSQL):
 statements split where PostgreSQL would split them, objects found with their COMMENT, REVOKE and
 GRANT, a change of comments alone is no change, and a reshaped function is dropped first both ways.
-tests/test_migrations.py applies what the tool writes to real databases."""
+tests/sql/test_migrations.py applies what the tool writes to real databases."""
 from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-_spec = importlib.util.spec_from_file_location("sqlmig", ROOT / "tools" / "sqlmig.py")
-assert _spec is not None and _spec.loader is not None
-sqlmig = importlib.util.module_from_spec(_spec)
-sys.modules["sqlmig"] = sqlmig  # its dataclasses look their module up there
-_spec.loader.exec_module(sqlmig)
+from tests.support.sqlmig_tool import sqlmig
 
 ADD = """-- api.add: adds; the header of the function.
 -- Raises: nothing. Callers: tests.
