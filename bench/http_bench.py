@@ -388,6 +388,16 @@ class Run:
         return sum(n for s, n in self.statuses.items() if not 200 <= s < 300 and s != 409)
 
 
+def wrk_result(r: subprocess.CompletedProcess, log: Path, run) -> dict | None:
+    """Keeps wrk's output in `log` and returns the figures its Lua script printed (the
+    HTTPBENCH_JSON line); None, with run.failed set, when wrk failed or printed none."""
+    log.write_text(r.stdout + r.stderr)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("HTTPBENCH_JSON ")), None)
+    if r.returncode != 0 or line is None:
+        run.failed = f"wrk exited {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}"
+        return None
+    return json.loads(line.split(" ", 1)[1])
+
 def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Path, run: Run,
         mode: str | None = None) -> Run:
     mode = mode or ("ours" if srv.name in OURS else "baseline")
@@ -398,12 +408,9 @@ def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Pat
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
     run.cpu_wrk_s = (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime)
-    (logdir / f"wrk-{mode}-{block.name}.txt").write_text(r.stdout + r.stderr)
-    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("HTTPBENCH_JSON ")), None)
-    if r.returncode != 0 or line is None:
-        run.failed = f"wrk exited {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}"
+    doc = wrk_result(r, logdir / f"wrk-{mode}-{block.name}.txt", run)
+    if doc is None:
         return run
-    doc = json.loads(line.split(" ", 1)[1])
     run.seconds = doc["duration_us"] / 1e6
     run.statuses = {int(k): v for k, v in doc["statuses"].items()}
     run.samples = {int(k): v for k, v in doc["samples"].items()}
@@ -476,12 +483,9 @@ def journey_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connecti
 
     run.cpu_app_s, run.cpu_db_s = cpu_during(pg, srv, work)
     r = done[0]
-    (logdir / f"wrk-journey-{block.name}.txt").write_text(r.stdout + r.stderr)
-    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("HTTPBENCH_JSON ")), None)
-    if r.returncode != 0 or line is None:
-        run.failed = f"wrk exited {r.returncode}: {(r.stderr or r.stdout).strip()[-500:]}"
+    doc = wrk_result(r, logdir / f"wrk-journey-{block.name}.txt", run)
+    if doc is None:
         return run
-    doc = json.loads(line.split(" ", 1)[1])
     run.seconds = doc["duration_us"] / 1e6
     run.journeys, run.requests = doc["journeys"], doc["requests"]
     steps = ("browse", "product", "cart", "checkout", "pay")
