@@ -49,10 +49,10 @@ CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public;
 -- the rest random (74 random bits, against 122 in version 4). Ids made by it sort by creation
 -- time, so a new row's key lands on the right-most page of its primary-key index instead of a
 -- random one: after each checkpoint, far fewer index pages are written to the WAL in full. It
--- is the default id of "Order", "OrderItem" and "CartItem" (migration 0008), and api.checkout
+-- is the default id of "Order", "OrderItem" and "CartItem" (migration 0008), and internal.checkout
 -- names its orders with it.
 -- One SELECT of one expression, no SET clause: the planner inlines it into the caller.
--- Raises: nothing. Callers: api.checkout, column defaults.
+-- Raises: nothing. Callers: internal.checkout, column defaults.
 CREATE OR REPLACE FUNCTION internal.uuid7()
 RETURNS uuid
 LANGUAGE sql VOLATILE PARALLEL SAFE

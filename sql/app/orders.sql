@@ -1,14 +1,16 @@
 -- Schema app (see sql/app/auth.sql): checkout and the orders of the user behind the token.
 
--- app.checkout: checks out the caller's cart (api.checkout) unless the caller already holds
--- max_unpaid_orders unpaid orders (internal.settings, default 3; NULL: no limit): then nothing is
--- created and the cart stays. A replay of an idempotency key the caller already used is never
--- refused, so a retried checkout always gets its original order. The caller's checkouts take a
--- per-buyer advisory lock (before any product's queue, so the lock order stays acyclic), so two
--- at once cannot both slip under the limit. A checkout of the smoke test's account
--- (internal.smoke_account) answers with "smoke": true, so the app counts it apart (outcome smoke).
--- Raises: MK401; MKU09 too many unpaid orders (DETAIL: unpaidOrders, maxUnpaidOrders); what
---         api.checkout raises (MK503, MKV00, MKI22, MKE00, MK400, MKQ09).
+-- app.checkout: checks out the caller's cart (internal.checkout, as api.checkout does) unless the
+-- caller already holds max_unpaid_orders unpaid orders (internal.settings, default 3; NULL: no
+-- limit): then nothing is created and the cart stays. A replay of an idempotency key the caller
+-- already used is never refused, so a retried checkout always gets its original order. The
+-- caller's checkouts take a per-buyer advisory lock (before any product's queue, so the lock order
+-- stays acyclic), so two at once cannot both slip under the limit. A checkout of the smoke test's
+-- account (internal.smoke_account) answers with "smoke": true, so the app counts it apart (outcome
+-- smoke). Every sale runs this: the switches, the smoke flag and the replay test come from one
+-- query, and the lock is a plain expression (see internal.checkout).
+-- Raises: MK401; MKU09 too many unpaid orders (DETAIL: unpaidOrders, maxUnpaidOrders); MK503
+--         maintenance; what internal.checkout raises (MKV00, MKI22, MKE00, MK400, MKQ09).
 -- Callers: marketplace_app (POST /api/marketplace/checkout).
 CREATE OR REPLACE FUNCTION app.checkout(
     p_token_hash text,
@@ -20,29 +22,41 @@ SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_user   text := api.authenticate(p_token_hash);
-    -- Looked up before api.checkout: what runs after it holds the products' row locks.
-    v_smoke  boolean := EXISTS (SELECT 1 FROM internal.smoke_account s WHERE s.user_id = v_user);
-    v_max    integer;
+    v_now    record;
     v_unpaid integer;
 BEGIN
-    SELECT s.max_unpaid_orders INTO v_max FROM internal.settings s;
-    IF v_max IS NOT NULL AND NOT (p_idempotency_key IS NOT NULL AND EXISTS (
-            SELECT 1 FROM "Order" o WHERE o."userId" = v_user AND o."idempotencyKey" = p_idempotency_key)) THEN
-        PERFORM pg_advisory_xact_lock(1296782163, hashtext(v_user));
-        SELECT count(*) INTO v_unpaid
+    -- Looked up before internal.checkout: what runs after it holds the products' row locks.
+    SELECT s.maintenance, s.max_unpaid_orders AS max_unpaid,
+           EXISTS (SELECT 1 FROM internal.smoke_account a WHERE a.user_id = v_user) AS smoke,
+           p_idempotency_key IS NOT NULL AND EXISTS (
+               SELECT 1 FROM "Order" o WHERE o."userId" = v_user AND o."idempotencyKey" = p_idempotency_key) AS known
+    INTO v_now
+    FROM internal.settings s;
+    IF v_now.max_unpaid IS NOT NULL AND NOT v_now.known THEN
+        IF NOT pg_try_advisory_xact_lock(1296782163, hashtext(v_user)) THEN
+            PERFORM pg_advisory_xact_lock(1296782163, hashtext(v_user));
+        END IF;
+        -- The status test is a FILTER, not a WHERE clause: as a WHERE clause it lets the planner
+        -- pick the expiry job's partial index of all unpaid orders, which statistics taken while
+        -- few orders were unpaid make look cheapest, and every checkout then reads every unpaid
+        -- order in the shop. The buyer's own index is the only one this query can use.
+        SELECT count(*) FILTER (WHERE o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED')) INTO v_unpaid
         FROM "Order" o
-        WHERE o."userId" = v_user AND o.status IN ('PENDING_PAYMENT', 'PAYMENT_FAILED');
-        IF v_unpaid >= v_max THEN
+        WHERE o."userId" = v_user;
+        IF v_unpaid >= v_now.max_unpaid THEN
             RAISE EXCEPTION USING ERRCODE = 'MKU09',
                 MESSAGE = format('you already hold %s unpaid orders; pay or cancel one first', v_unpaid),
-                DETAIL = jsonb_build_object('unpaidOrders', v_unpaid, 'maxUnpaidOrders', v_max)::text,
+                DETAIL = jsonb_build_object('unpaidOrders', v_unpaid, 'maxUnpaidOrders', v_now.max_unpaid)::text,
                 HINT = 'Pay an unpaid order, or cancel it with POST /api/marketplace/orders/{id}/cancel.';
         END IF;
     END IF;
-    IF v_smoke THEN
-        RETURN api.checkout(v_user, p_shipping_address, p_idempotency_key) || '{"smoke": true}'::jsonb;
+    IF v_now.maintenance THEN
+        PERFORM internal.assert_writable();  -- raises MK503 with its DETAIL
     END IF;
-    RETURN api.checkout(v_user, p_shipping_address, p_idempotency_key);
+    IF v_now.smoke THEN
+        RETURN internal.checkout(v_user, p_shipping_address, p_idempotency_key) || '{"smoke": true}'::jsonb;
+    END IF;
+    RETURN internal.checkout(v_user, p_shipping_address, p_idempotency_key);
 END
 $$;
 COMMENT ON FUNCTION app.checkout(text, jsonb, text) IS

@@ -31,7 +31,8 @@ AS $$
         '0020_catalogue_comments',
         '0021_error_policy',
         '0022_expiry_short_locks',
-        '0023_replication_state'
+        '0023_replication_state',
+        '0024_lean_checkout'
     ]
 $$;
 COMMENT ON FUNCTION internal.expected_migrations() IS
