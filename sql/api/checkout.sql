@@ -35,11 +35,11 @@ REVOKE ALL ON FUNCTION api.checkout(text, jsonb, text) FROM PUBLIC;
 -- mk.flush_pending = 'on'). A product with a maxPerBuyer refuses a cart whose quantity of it, with
 -- the units the buyer holds in unpaid orders, exceeds the cap; the order is not created and the
 -- cart stays.
--- Every statement here runs on each sale, so the function keeps them few: its checks, locks and
--- settings are plain expressions (PL/pgSQL evaluates those without starting an executor, which a
--- PERFORM or a sub-query costs), the cart is read once, and the arrays come from one sorted
--- sub-query instead of one sort per aggregate. It carries no SET clause: its callers are SECURITY
--- DEFINER functions that pin search_path already, and nobody else may call it.
+-- Every statement here runs on each sale, so the function keeps them few: the cart is read
+-- once, and the arrays come from one sorted sub-query instead of one sort per aggregate. It
+-- carries no SET clause (a function with one saves and restores the setting on every call): its
+-- callers are SECURITY DEFINER functions that pin search_path already, nobody else may call it,
+-- and it names every table with its schema.
 -- Raises: MKV00 bad address or key; MKI22 key reused with another payload; MK404 unknown user;
 --         MKE00 empty cart; MK400 insufficient stock (DETAIL lists every short product with
 --         requested and available); MKQ09 over a product's maxPerBuyer (DETAIL: productId,
@@ -69,7 +69,6 @@ DECLARE
     v_queued    boolean := false;
     v_key       integer;
     v_result    jsonb;
-    v_set       text;
 BEGIN
     IF p_shipping_address IS NULL OR jsonb_typeof(p_shipping_address) <> 'object'
        OR p_shipping_address = '{}'::jsonb OR length(p_shipping_address::text) > 4096 THEN
@@ -182,7 +181,7 @@ BEGIN
     END IF;
 
     -- Hot-row work last, in id order. A row that fails the condition was sold in the meantime.
-    v_set := set_config('mk.stock_reason', 'CHECKOUT', true) || set_config('mk.order_id', v_order_id, true);
+    PERFORM set_config('mk.stock_reason', 'CHECKOUT', true), set_config('mk.order_id', v_order_id, true);
     FOR i IN 1 .. array_length(v_pids, 1) LOOP
         UPDATE public."Product" p SET stock = p.stock - v_qtys[i]
         WHERE p.id = v_pids[i] AND p.stock >= v_qtys[i]
@@ -215,7 +214,7 @@ BEGIN
         v_result := internal.checkout_result(v_order_id, p_user_id, v_total, p_shipping_address,
                                              p_idempotency_key, v_at, v_items);
     END IF;
-    v_set := set_config('mk.stock_reason', '', true) || set_config('mk.order_id', '', true);
+    PERFORM set_config('mk.stock_reason', '', true), set_config('mk.order_id', '', true);
     -- Early lock release, for callers that asked for it (setting mk.release_early = 'on') and
     -- only when this checkout had to queue: the commit then does not wait for its WAL flush, so
     -- the products' locks go to the next buyer as soon as the commit is recorded, not after the
@@ -223,7 +222,7 @@ BEGIN
     -- acknowledge the sale before a later durable commit (one that writes WAL) has flushed
     -- past it. Other callers (psql) always get a durable commit.
     IF v_queued AND current_setting('mk.release_early', true) = 'on' THEN
-        v_set := set_config('synchronous_commit', 'off', true) || set_config('mk.flush_pending', 'on', true);
+        PERFORM set_config('synchronous_commit', 'off', true), set_config('mk.flush_pending', 'on', true);
     END IF;
     RETURN v_result;
 END

@@ -8,7 +8,7 @@
 -- stays acyclic), so two at once cannot both slip under the limit. A checkout of the smoke test's
 -- account (internal.smoke_account) answers with "smoke": true, so the app counts it apart (outcome
 -- smoke). Every sale runs this: the switches, the smoke flag and the replay test come from one
--- query, and the lock is a plain expression (see internal.checkout).
+-- query.
 -- Raises: MK401; MKU09 too many unpaid orders (DETAIL: unpaidOrders, maxUnpaidOrders); MK503
 --         maintenance; what internal.checkout raises (MKV00, MKI22, MKE00, MK400, MKQ09).
 -- Callers: marketplace_app (POST /api/marketplace/checkout).
@@ -33,9 +33,7 @@ BEGIN
     INTO v_now
     FROM internal.settings s;
     IF v_now.max_unpaid IS NOT NULL AND NOT v_now.known THEN
-        IF NOT pg_try_advisory_xact_lock(1296782163, hashtext(v_user)) THEN
-            PERFORM pg_advisory_xact_lock(1296782163, hashtext(v_user));
-        END IF;
+        PERFORM pg_advisory_xact_lock(1296782163, hashtext(v_user));
         -- The status test is a FILTER, not a WHERE clause: as a WHERE clause it lets the planner
         -- pick the expiry job's partial index of all unpaid orders, which statistics taken while
         -- few orders were unpaid make look cheapest, and every checkout then reads every unpaid
