@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,7 +16,8 @@ import pytest
 import requests
 
 from pyapp import auth
-from tests.support.http_server import WEBHOOK_SECRET, create_admin
+from pyapp.db.localpg import free_port
+from tests.support.http_server import ROOT, WEBHOOK_SECRET, create_admin
 
 PASSWORD = "correct horse battery"
 HASH = auth.hash_password(PASSWORD)
@@ -476,3 +480,18 @@ def test_maintenance_mode(http_app, http_db, seller):
         r = requests.post(u + "/admin/maintenance/disable", headers=admin)
     assert r.status_code == 200 and r.json()["maintenance"] is False
     assert add(http_app, buyer, p["id"], 1).status_code == 201
+
+
+# ---------------------------------------------------------------- the server itself
+
+
+def test_the_server_refuses_to_start_without_its_c_http_parser(tmp_path):
+    """http_parser = "fast" (pyapp/gunicorn_conf.py): when gunicorn_h1c cannot be imported, gunicorn
+    exits at start with the reason, instead of serving and failing every request."""
+    (tmp_path / "gunicorn_h1c.py").write_text('raise ImportError("hidden by the test")\n')
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "HOST": "127.0.0.1", "PORT": str(free_port())}
+    r = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
+                        "pyapp.wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "needs gunicorn_h1c, which cannot be imported (hidden by the test)" in r.stderr
