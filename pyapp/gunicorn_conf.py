@@ -20,7 +20,8 @@ stay in the sums. Each worker also flushes its persisted checkout figures when i
 
 HTTP/1: requests are parsed by gunicorn_h1c, gunicorn's C parser (http_parser = "fast"); the
 master refuses to start without it (_check_fast_parser), where gunicorn would otherwise fail
-every request.
+every request. Answers go out in one send each (pyapp/gunicorn_response.py, installed in every
+worker by post_worker_init).
 """
 import glob
 import importlib
@@ -31,6 +32,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pyapp import gunicorn_response  # noqa: E402
 from pyapp.config import get as _get_config  # noqa: E402
 
 _cfg = _get_config()
@@ -85,6 +87,11 @@ def on_starting(server):
     else:
         _private_metrics_dir = tempfile.mkdtemp(prefix="mk-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir
+
+
+def post_worker_init(worker):
+    """In each worker, before it serves: one send per response."""
+    gunicorn_response.install()
 
 
 def child_exit(server, worker):
