@@ -17,8 +17,14 @@ private temporary folder made here (removed at exit) unless the environment name
 *.db files are then cleared (counters of a previous run must not be added to this one's). Workers
 inherit the variable; child_exit marks a dead worker so its live gauges go, while its counters
 stay in the sums. Each worker also flushes its persisted checkout figures when it exits.
+
+HTTP/1: requests are parsed by gunicorn_h1c, gunicorn's C parser (http_parser = "fast"); the
+master refuses to start without it (_check_fast_parser), where gunicorn would otherwise fail
+every request. Answers go out in one send each (pyapp/gunicorn_response.py, installed in every
+worker by post_worker_init).
 """
 import glob
+import importlib
 import os
 import shutil
 import sys
@@ -26,6 +32,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from pyapp import gunicorn_response  # noqa: E402
 from pyapp.config import get as _get_config  # noqa: E402
 
 _cfg = _get_config()
@@ -33,6 +40,7 @@ _cfg = _get_config()
 bind = f"{_cfg.host}:{_cfg.port}"
 workers = _cfg.workers
 worker_class = "gthread"
+http_parser = "fast"
 threads = _cfg.threads
 preload_app = False
 timeout = 30
@@ -52,9 +60,25 @@ forwarded_allow_ips = ",".join(str(net) for net in _cfg.trusted_proxies)
 _private_metrics_dir = None
 
 
+def _check_fast_parser() -> None:
+    """Raises RuntimeError (gunicorn prints it and exits 1) unless gunicorn_h1c, with the limits
+    gunicorn's fast path needs (0.4.1 on), can be imported: a lost dependency stops the server
+    at start instead of failing every request, and is never silently replaced."""
+    try:
+        h1c = importlib.import_module("gunicorn_h1c")
+    except ImportError as exc:
+        raise RuntimeError(f"http_parser = 'fast' needs gunicorn_h1c, which cannot be imported ({exc}): "
+                           "scripts/setup.sh installs it from requirements.txt") from None
+    if not hasattr(h1c, "LimitRequestLine"):
+        raise RuntimeError(f"gunicorn_h1c {getattr(h1c, '__version__', '?')} is too old for "
+                           "http_parser = 'fast': install the version in requirements.txt")
+
+
 def on_starting(server):
-    """Gives the workers a folder for their metric files before any of them is forked."""
+    """Checks the HTTP parser, then gives the workers a folder for their metric files before any
+    of them is forked."""
     global _private_metrics_dir
+    _check_fast_parser()
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         os.makedirs(path, exist_ok=True)
@@ -63,6 +87,11 @@ def on_starting(server):
     else:
         _private_metrics_dir = tempfile.mkdtemp(prefix="mk-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir
+
+
+def post_worker_init(worker):
+    """In each worker, before it serves: one send per response."""
+    gunicorn_response.install()
 
 
 def child_exit(server, worker):

@@ -1,10 +1,11 @@
 """The one Bottle plugin of the HTTP app (Bottle plugin API v2).
 
 ApiPlugin owns, for every route: the request id, the 401 of an operation that needs a bearer
-token and got none, the body limit (read once), a pooled database connection (the `db` keyword,
-pyapp.db.pool), retries of transient conflicts with exponential backoff and full jitter (which
-conflicts, from the registry's policy), the mapping of every error to problem+json
-(pyapp.web.errors), JSON rendering and the metrics (pyapp.metrics).
+token and got none (the token's hash, computed there once per request, is the caller the route's
+token() reuses: pyapp.web.parsing.caller), the body limit (read once), a pooled database
+connection (the `db` keyword, pyapp.db.pool), retries of transient conflicts with exponential
+backoff and full jitter (which conflicts, from the registry's policy), the mapping of every error
+to problem+json (pyapp.web.errors), JSON rendering and the metrics (pyapp.metrics).
 
 Route options live under the plugin's name, `api`:
     @app.get("/health", api={"retry": False, "db_timeout": 2.0})
@@ -28,14 +29,14 @@ import bottle
 import psycopg
 from bottle import request, response
 
-from pyapp import auth, config, openapi
+from pyapp import config, openapi
 from pyapp.db.pool import DatabaseUnavailable, Db, Pool
 from pyapp.db.registry import detail_json, shipped
 from pyapp.db.replicas import NOT_PRIMARY
 from pyapp.metrics import METRICS, STATS, checkout_outcome
 from pyapp.web.errors import UNEXPECTED, error_handler, problem_from_db
 from pyapp.web.logs import log_event, stats_flush_failed
-from pyapp.web.parsing import read_body, request_id
+from pyapp.web.parsing import caller, read_body, request_id
 from pyapp.web.problems import Problem, bad_request, conflict, unauthenticated, unavailable
 from pyapp.web.render import dumps, render_problem
 
@@ -85,7 +86,7 @@ class ApiPlugin:
             status, code = 500, None
             counted_by_error_handler = False
             try:
-                if bearer and auth.bearer_hash(request.get_header("Authorization")) is None:
+                if bearer and caller() is None:
                     raise unauthenticated("send Authorization: Bearer <token> (from POST /api/auth/login)", "Bearer")
                 if request.method in _WRITES:
                     read_body()

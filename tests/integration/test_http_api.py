@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,7 +19,8 @@ import pytest
 import requests
 
 from pyapp import auth
-from tests.support.http_server import WEBHOOK_SECRET, create_admin
+from pyapp.db.localpg import free_port
+from tests.support.http_server import ROOT, WEBHOOK_SECRET, create_admin
 
 PASSWORD = "correct horse battery"
 HASH = auth.hash_password(PASSWORD)
@@ -476,3 +483,49 @@ def test_maintenance_mode(http_app, http_db, seller):
         r = requests.post(u + "/admin/maintenance/disable", headers=admin)
     assert r.status_code == 200 and r.json()["maintenance"] is False
     assert add(http_app, buyer, p["id"], 1).status_code == 201
+
+
+# ---------------------------------------------------------------- the server itself
+
+
+def test_the_server_refuses_to_start_without_its_c_http_parser(tmp_path):
+    """http_parser = "fast" (pyapp/gunicorn_conf.py): when gunicorn_h1c cannot be imported, gunicorn
+    exits at start with the reason, instead of serving and failing every request."""
+    (tmp_path / "gunicorn_h1c.py").write_text('raise ImportError("hidden by the test")\n')
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "HOST": "127.0.0.1", "PORT": str(free_port())}
+    r = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
+                        "pyapp.wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert "needs gunicorn_h1c, which cannot be imported (hidden by the test)" in r.stderr
+
+
+def test_each_answer_leaves_a_worker_in_one_send(http_app, tmp_path):
+    """pyapp/gunicorn_response.py: strace on the workers sees one send system call per answer on
+    the client's connection (gunicorn alone makes two: the headers, then the body)."""
+    if shutil.which("strace") is None:
+        pytest.fail("strace is missing: scripts/setup.sh installs it")
+    workers = open(f"/proc/{http_app.proc.pid}/task/{http_app.proc.pid}/children").read().split()
+    trace = tmp_path / "sends.trace"
+    cmd = ["strace", "-f", "-yy", "-s", "16", "-e", "trace=sendto,sendmsg,sendmmsg,write,writev", "-o", str(trace)]
+    tracer = subprocess.Popen(cmd + [arg for pid in workers for arg in ("-p", pid)], stderr=subprocess.PIPE, text=True)
+    try:
+        attached = 0
+        while attached < len(workers):  # strace says so once per process, when all its threads are traced
+            line = tracer.stderr.readline()
+            assert line, f"strace could not attach to {workers}"
+            attached += "attached" in line
+        conn = http.client.HTTPConnection("127.0.0.1", http_app.port, timeout=10)
+        answers = 20
+        for path in ["/health", "/api/marketplace/products", "/no/such/route"] * (answers // 3) + ["/health"] * (answers % 3):
+            conn.request("GET", path)
+            conn.getresponse().read()
+        client = conn.sock.getsockname()
+        conn.close()
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.communicate(timeout=30)
+    peer = f"->{client[0]}:{client[1]}]>"  # -yy names each socket by its two ends
+    sends = [line for line in trace.read_text().splitlines() if peer in line and "resumed" not in line]
+    assert len(sends) == answers, sends
+    assert all('"HTTP/1.1 ' in line for line in sends), sends

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import bottle
 import psycopg
 import pytest
 
+from pyapp import auth
 from pyapp.db.pool import Pool
 from pyapp.db.registry import shipped
 from pyapp.metrics import METRICS
 from pyapp.web import plugin
+from pyapp.web.parsing import caller
 from pyapp.web.plugin import MAX_ATTEMPTS, ApiPlugin
+from pyapp.web.routes import token
 from tests.support.db_errors import DbError
 
 STALE_STATE = next(c.sqlstate for c in shipped().codes if c.retryable == "detail")
@@ -128,3 +132,79 @@ def test_close_closes_the_pool_and_stops_the_flusher():
     a.install(p)
     a.close()  # nothing opened yet: closing is safe, and idempotent
     a.close()
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """The Authorization headers auth.bearer_hash is asked to hash."""
+    seen: list[str | None] = []
+    real = auth.bearer_hash
+
+    def counting(header):
+        seen.append(header)
+        return real(header)
+
+    monkeypatch.setattr(auth, "bearer_hash", counting)
+    return seen
+
+
+def test_the_bearer_token_is_hashed_once_and_the_route_reuses_the_caller(app, hashes):
+    callers = []
+
+    @app.get("/api/marketplace/cart")  # the API document says it needs a bearer token
+    def cart():
+        callers.append((token(), token(), caller()))
+        return {"ok": True}
+
+    status, _, _ = call(app, "/api/marketplace/cart", headers={"HTTP_AUTHORIZATION": "Bearer tok-1"})
+    assert status == 200 and hashes == ["Bearer tok-1"]
+    assert callers == [(auth.token_hash("tok-1"),) * 3]
+
+
+def test_retried_attempts_reuse_the_caller_hashed_for_the_request(app, hashes):
+    callers = []
+
+    @app.post("/api/marketplace/checkout")
+    def checkout(db):
+        callers.append(token())
+        if len(callers) < 3:
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return {"caller": token()}
+
+    status, _, doc = call(app, "/api/marketplace/checkout", "POST", headers={"HTTP_AUTHORIZATION": "Bearer tok-2"})
+    assert (status, doc) == (200, {"caller": auth.token_hash("tok-2")})
+    assert callers == [auth.token_hash("tok-2")] * 3 and hashes == ["Bearer tok-2"]
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic dXNlcjpwdw==", "Bearer ", "Bearer " + "t" * 513])
+def test_an_operation_that_needs_a_token_without_a_usable_one_is_401_before_the_route(app, hashes, header):
+    ran = []
+
+    @app.get("/api/marketplace/cart")
+    def cart():
+        ran.append(1)
+
+    status, headers, doc = call(app, "/api/marketplace/cart",
+                                headers={} if header is None else {"HTTP_AUTHORIZATION": header})
+    assert status == 401 and doc["code"] == "UNAUTHENTICATED" and not ran
+    assert len(hashes) == 1 and headers["Www-Authenticate"] == "Bearer"  # Bottle title-cases names
+
+
+def test_a_route_that_needs_no_token_hashes_none_until_it_asks(app, hashes):
+    @app.get("/x")
+    def anonymous():
+        return {"ok": True}
+
+    assert call(app, headers={"HTTP_AUTHORIZATION": "Bearer tok-3"})[0] == 200 and hashes == []
+
+
+def test_the_request_id_is_32_random_hex_digits_unless_the_client_sent_a_well_formed_one(app):
+    @app.get("/x")
+    def ok():
+        return {"ok": True}
+
+    ids = {call(app)[1]["X-Request-Id"] for _ in range(50)}
+    assert len(ids) == 50 and all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in ids)
+    assert call(app, headers={"HTTP_X_REQUEST_ID": "client-7:a.b_c"})[1]["X-Request-Id"] == "client-7:a.b_c"
+    for bad in ("", "has space", "x" * 65, "é"):
+        assert re.fullmatch(r"[0-9a-f]{32}", call(app, headers={"HTTP_X_REQUEST_ID": bad})[1]["X-Request-Id"]), bad
