@@ -22,7 +22,6 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pyapp import config
-from pyapp.db.durable import Barriers
 from pyapp.db.registry import POLICY_QUERY, Registry
 
 # The database answers but lacks this version's schema app (not migrated yet, or rolled back): no
@@ -77,20 +76,17 @@ class Pool:
         self.errors: Registry | None = None
         self._in_use = 0  # connections this process's requests hold now (tells "busy" from "unreachable")
         self._healthy_return = float("-inf")  # monotonic time a live connection last came back to the pool
-        self.barriers = Barriers()  # durability barriers of early-released sales (pyapp.db.durable)
 
     def pool(self) -> ConnectionPool:
         if self._pool is None or self._pid != os.getpid():
             with self._lock:
                 if self._pool is None or self._pid != os.getpid():
-                    self.barriers = Barriers()
                     self._pool, self._pid, self.errors, self._in_use = self._open(), os.getpid(), None, 0
         return self._pool
 
     def _open(self) -> ConnectionPool:
         cfg = config.get()
         kwargs: dict = {"autocommit": True, "connect_timeout": 3, "application_name": "marketplace-http"}
-        configure = None
         if cfg.pgbouncer:
             # PgBouncer transaction pooling: each statement may run on another server connection,
             # so no server-side prepared statements; and PgBouncer refuses the startup `options`,
@@ -102,11 +98,9 @@ class Pool:
             kwargs["options"] = (f"-c lock_timeout={cfg.lock_timeout_ms} "
                                  f"-c statement_timeout={cfg.statement_timeout_ms}"
                                  + (" -c mk.release_early=on" if cfg.release_early else ""))
-            if cfg.release_early and not self.read:
-                configure = self.barriers.opened  # so that requests can share barriers
         pool = ConnectionPool(
             cfg.read_database_url if self.read else cfg.database_url, min_size=1, max_size=cfg.pool_size, open=False,
-            timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300, check=self._check, configure=configure,
+            timeout=cfg.pool_timeout_s, reconnect_timeout=30, max_idle=300, check=self._check,
             name=f"marketplace-{os.getpid()}", kwargs=kwargs)
         pool.open(wait=False)
         return pool
@@ -170,16 +164,14 @@ class Pool:
 class Db:
     """What a route gets as `db`: one connection, taken from the pool on first use."""
 
-    __slots__ = ("_pool", "_timeout", "_conn", "_since")
+    __slots__ = ("_pool", "_timeout", "_conn")
 
     def __init__(self, pool: Pool, timeout: float | None = None):
         self._pool, self._timeout = pool, timeout
         self._conn: psycopg.Connection | None = None
-        self._since = 0.0  # monotonic time this request took its connection
 
     def _c(self) -> psycopg.Connection:
         if self._conn is None:
-            self._since = time.monotonic()
             self._conn = self._pool.getconn(self._timeout)
         return self._conn
 
@@ -192,13 +184,12 @@ class Db:
         return self._c().execute(query, params).fetchone()
 
     def await_durable(self) -> None:
-        """Returns once every commit this request made is on disk (and on the synchronous
-        standbys). For a transaction committed with synchronous_commit off: a later commit waits
-        for the flush of everything before it in the WAL, but only if its own transaction wrote
-        WAL (an xid alone commits without a flush). A transactional logical-decoding message is
-        the smallest WAL record any role may write. Such a barrier, once started, serves every
-        request of this process that committed on the same server before it (pyapp.db.durable)."""
-        self._pool.barriers.wait(self._c(), self._since)
+        """Returns once every commit before it is on disk (and on the synchronous standbys). For
+        a transaction committed with synchronous_commit off: a later commit waits for the flush
+        of everything before it in the WAL, but only if its own transaction wrote WAL (an xid
+        alone commits without a flush). A transactional logical-decoding message is the smallest
+        WAL record any role may write."""
+        self._c().execute("SELECT pg_logical_emit_message(true, 'marketplace.durable', '')")
 
     def discard(self) -> None:
         """Closes the connection (it reached a node that cannot write): the pool drops it."""
