@@ -37,6 +37,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -302,6 +303,7 @@ def main() -> int:
             srv.stop()
         if pg is not None:
             pg.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     def med(name: str, i: int) -> float:
         return 1000 * statistics.median(x[i] for x in results[name]) / n
