@@ -12,7 +12,7 @@ one unit per buyer, a random product each) and measures, --rounds times with the
   ours        POST /api/marketplace/checkout under gunicorn (pyapp/gunicorn_conf.py, as
               marketplace_app), --clients keep-alive clients at once
   in-process  the same request handed to our WSGI app in this process, one at a time: no HTTP server
-  psycopg     the checkout's one statement (pyapp.db.calls.checkout's SQL) through psycopg, one
+  psycopg     the checkout's one statement (pyapp.db.calls.checkout) through psycopg, one
               connection, one at a time
   async       the same with synchronous_commit off: what remains without the WAL flush
   writes      the sale's writes as one prepared statement, synchronous_commit off: the token
@@ -55,19 +55,23 @@ from http_bench import (  # noqa: E402
     PEER_DIR,
     PREFIX,
     PRODUCTS,
+    Block,
     Gunicorn,
     build_template,
+    fill_carts,
     log,
     peer_server,
     postmaster_pid,
+    process_tree,
     reset_peer,
     vacuum,
 )
 
+from pyapp.db import calls  # noqa: E402
+from pyapp.db.calls import Session  # noqa: E402
+
 ADDRESS = {"street": "1 Main St", "city": "Lisbon", "zip": "1000-001"}
 BODY = json.dumps({"shippingAddress": ADDRESS}).encode()
-CHECKOUT_SQL = ("SELECT o::text, o ->> 'id', o -> 'replayed' = 'true', current_setting('mk.flush_pending', true) = 'on',"
-                " o ? 'smoke' FROM app.checkout(%s, %s::jsonb -> 'shippingAddress', %s) AS o")
 # The checkout's writes and nothing else, as one statement: what any checkout of this schema pays.
 WRITES_SQL = """
 WITH u AS (SELECT u.id FROM "ApiToken" t JOIN "User" u ON u.id = t."userId"
@@ -101,14 +105,6 @@ class Buyers:
         return r
 
 
-def fill_carts(pg: Postgres, dbname: str, buyers: int) -> None:
-    with pg.connect(dbname) as conn:
-        conn.execute("""
-            INSERT INTO "CartItem" ("userId", "productId", quantity)
-            SELECT 'b' || g, (1 + floor(random() * %s))::int::text, 1 FROM generate_series(1, %s::int) g""",
-                     (PRODUCTS, buyers))
-
-
 def tree_runtime_s(root: int | None) -> float:
     """CPU seconds that the live threads of `root`'s process tree have run, from
     /proc/<pid>/task/<tid>/schedstat (nanoseconds; /proc/<pid>/stat counts 10 ms ticks, too coarse
@@ -116,26 +112,13 @@ def tree_runtime_s(root: int | None) -> float:
     servers' workers and their thread pools, the pooled backends."""
     if root is None:
         return float("nan")
-    parent: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                text = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            parent[int(entry.name)] = int(text[text.rindex(")") + 2:].split()[1])
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parent.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
+    total = 0
+    for pid in process_tree(root):
         try:
             for task in os.scandir(f"/proc/{pid}/task"):  # every thread (gunicorn's gthread workers)
                 total += int(Path(task.path, "schedstat").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             pass
-        todo += children.get(pid, [])
     return total / 1e9
 
 
@@ -217,7 +200,7 @@ def main() -> int:
         pg = Postgres(tmp, extra_conf="\nautovacuum = off\n")
         template = build_template(pg, buyers_needed)
         db = pg.create(PREFIX + "budget", template)
-        fill_carts(pg, db, buyers_needed)
+        fill_carts(pg, db, {"budget": Block("budget", "spread", 1, buyers_needed, threads=1)})
         vacuum(pg, db)
         app_url = pg.url(db, APP_ROLE)
         ours = Gunicorn("ours", "pyapp.wsgi:app", app_url, tmp).start()
@@ -249,17 +232,18 @@ def main() -> int:
                 bad += not statuses[0].startswith("201")
             return bad
 
-        def statement(query: str, options: str, params_of):
-            """The app's role runs the checkout; the owner the writes (the app's role may not)."""
-            conn = psycopg.connect(app_url if query is CHECKOUT_SQL else pg.dsn(db), autocommit=True, options=options)
+        def statement(url: str, options: str, one):
+            """`one(session, buyer)` sends one statement and returns its row, on a connection of its own."""
+            conn = psycopg.connect(url, autocommit=True, options=options)
             connections.append(conn)
+            session = Session(conn)
 
             def run(buyers) -> int:
-                bad = 0
-                for b in buyers:
-                    bad += conn.execute(query, params_of(b)).fetchone() is None
-                return bad
+                return sum(one(session, b) is None for b in buyers)
             return run
+
+        def checkout(session: Session, b: int):  # the app's own call (pyapp.db.calls), as marketplace_app
+            return calls.checkout(session, token_hash(b), body_text, None)
 
         body_text = BODY.decode()
         runners = {
@@ -267,12 +251,12 @@ def main() -> int:
                                              lambda b: {"Authorization": f"Bearer bt{b}",
                                                         "Content-Type": "application/json"}, args.clients)),
             "in-process": (None, wsgi),
-            "psycopg": (None, statement(CHECKOUT_SQL, "", lambda b: (token_hash(b), body_text, None))),
-            "async": (None, statement(CHECKOUT_SQL, "-c synchronous_commit=off",
-                                      lambda b: (token_hash(b), body_text, None))),
-            "writes": (None, statement(WRITES_SQL, "-c synchronous_commit=off",
-                                       lambda b: (token_hash(b), body_text, "x"))),
-            "empty": (None, statement(EMPTY_SQL, "", lambda b: ("a", "b", "c"))),
+            "psycopg": (None, statement(app_url, "", checkout)),
+            "async": (None, statement(app_url, "-c synchronous_commit=off", checkout)),
+            # The owner runs the writes: the app's role may not touch the tables.
+            "writes": (None, statement(pg.dsn(db), "-c synchronous_commit=off",
+                                       lambda s, b: s.row(WRITES_SQL, (token_hash(b), body_text, "x")))),
+            "empty": (None, statement(pg.dsn(db), "", lambda s, b: s.row(EMPTY_SQL, ("a", "b", "c")))),
         }
         if peer is not None:
             runners["peer"] = (peer.proc.pid, http_row(

@@ -194,12 +194,10 @@ def snapshot(pg: Postgres, dbname: str) -> dict[str, int]:
 # ---------------------------------------------------------------- CPU accounting
 
 
-def tree_cpu_s(root: int | None) -> float:
-    """CPU seconds (user + system) used so far by process `root` and all its descendants, including
-    descendants already reaped (their time is in their parent's cutime/cstime)."""
-    if root is None:
-        return float("nan")
-    stats: dict[int, tuple[int, float]] = {}
+def process_tree(root: int) -> dict[int, list[str]]:
+    """Process `root` and its live descendants: pid -> the fields of /proc/<pid>/stat after the
+    command name (so [0] is field 3, state, of proc(5))."""
+    stats: dict[int, list[str]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -207,18 +205,26 @@ def tree_cpu_s(root: int | None) -> float:
             text = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        f = text[text.rindex(")") + 2:].split()  # f[0] is field 3 (state) of proc(5)
-        stats[int(entry.name)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+        stats[int(entry.name)] = text[text.rindex(")") + 2:].split()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0, [root]
+    for pid, f in stats.items():
+        children.setdefault(int(f[1]), []).append(pid)
+    tree, todo = {}, [root]
     while todo:
         pid = todo.pop()
         if pid in stats:
-            total += stats[pid][1]
+            tree[pid] = stats[pid]
             todo += children.get(pid, [])
-    return total / os.sysconf("SC_CLK_TCK")
+    return tree
+
+
+def tree_cpu_s(root: int | None) -> float:
+    """CPU seconds (user + system) used so far by process `root` and all its descendants, including
+    descendants already reaped (their time is in their parent's cutime/cstime)."""
+    if root is None:
+        return float("nan")
+    ticks = sum(sum(int(x) for x in f[11:15]) for f in process_tree(root).values())
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def postmaster_pid(pg: "Postgres") -> int | None:
