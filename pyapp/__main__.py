@@ -26,14 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="serve the HTTP API with gunicorn (local cluster when DATABASE_URL is unset)")
+    s = sub.add_parser("serve", help="serve the HTTP API (local cluster when DATABASE_URL is unset)")
     s.add_argument("--demo", action="store_true",
                    help="load the demo catalogue and users when the database has no users; only in the project's "
                         "own cluster (DATABASE_URL unset) with a loopback HOST, else exit 2")
-    s.add_argument("--workers", type=int, default=None, help="gunicorn worker processes (default: WORKERS or 2)")
+    s.add_argument("--workers", type=int, default=None, help="HTTP server worker processes (default: WORKERS or 2)")
     s.epilog = ("After migrating, writes PAYMENT_WEBHOOK_SECRET, MAX_UNPAID_ORDERS and "
-                "REGISTRATIONS_PER_CLIENT_PER_HOUR into the database when they are set, then runs gunicorn "
-                "as the app role. Exit 2 on a malformed variable or a value the database refuses.")
+                "REGISTRATIONS_PER_CLIENT_PER_HOUR into the database when they are set, then runs the HTTP server "
+                "(pyapp/server.py) as the app role. Exit 2 on a malformed variable or a value the database refuses.")
     s.set_defaults(func=serve.serve)
 
     s = sub.add_parser("migrate", help="apply every pending migration")

@@ -3,7 +3,7 @@
 DATABASE_URL, HOST, PORT (default 127.0.0.1:8080), PAYMENT_WEBHOOK_SECRET, ORDER_HOLD_MINUTES
 (default 30), LOG_FILE (JSON lines), DB_POOL_SIZE (connections per worker process, default
 THREADS), DB_POOL_TIMEOUT_S (how long a request waits for a connection, default 3),
-LOCK_TIMEOUT_MS (default 2000), STATEMENT_TIMEOUT_MS (default 5000), WORKERS (gunicorn
+LOCK_TIMEOUT_MS (default 2000), STATEMENT_TIMEOUT_MS (default 5000), WORKERS (HTTP server
 processes, default 2), THREADS (threads per worker, default 8), DB_PGBOUNCER (1 when DATABASE_URL
 goes through PgBouncer in transaction pooling mode: no server-side prepared statements and no
 startup `options`, so LOCK_TIMEOUT_MS and STATEMENT_TIMEOUT_MS are not sent and must be set on the

@@ -1,8 +1,8 @@
-"""Metrics of the HTTP app: Prometheus counters shared by every gunicorn worker, and the per-minute
+"""Metrics of the HTTP app: Prometheus counters shared by every server worker, and the per-minute
 figures each worker persists for `python -m pyapp report` and `alerts`.
 
-Prometheus: prometheus_client in multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set (gunicorn's
-master sets it, see pyapp/gunicorn_conf.py): each worker writes its counters to files in that
+Prometheus: prometheus_client in multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set (the server's
+master sets it, see pyapp/server.py): each worker writes its counters to files in that
 folder and a scrape, whichever worker answers it, adds up every worker's files, those of workers
 that have exited included. Without the variable (a single process, in-process tests) the same
 metrics live in the process's default registry. Database figures (orders by status, negative

@@ -97,8 +97,9 @@ def error_texts() -> dict[int, tuple[str, bool, bool]]:
     return out
 
 
-# Every operation that reads a bearer token, a header or the query string may answer 400 (a value
-# that is not UTF-8), and every one that reaches the database 503.
+# Every operation that reads a bearer token, a header or the query string may answer 400 (a query
+# string that is not UTF-8, or a header value that is not visible ASCII, which the server hands
+# over empty), and every one that reaches the database 503.
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 
 
@@ -465,9 +466,11 @@ _DOC: dict = {
     "info": {"title": "Artisan marketplace API", "version": "1.0.0",
              "description": "Every error is application/problem+json (RFC 9457) with type, title, status, "
                             "detail and code. Bodies are limited to 64 KiB. No string may hold the character "
-                            "U+0000 (PostgreSQL text cannot), and a header or query string that is not UTF-8 is "
-                            "refused (400). An operation that needs a bearer token answers 401 to a request "
-                            "without one before it looks at anything else."},
+                            "U+0000 (PostgreSQL text cannot), and a query string that is not UTF-8 is refused "
+                            "(400). A header value that is not visible ASCII reaches the app empty and is judged "
+                            "as an empty value: 400 where one is invalid, 401 for an unreadable token. An "
+                            "operation that needs a bearer token answers 401 to a request without one before it "
+                            "looks at anything else."},
     "paths": _paths(),
     "components": _components(),
 }

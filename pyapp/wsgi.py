@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn: `gunicorn -c pyapp/gunicorn_conf.py pyapp.wsgi:app`.
+"""WSGI entry point for the HTTP server (pyapp/server.py, `python -m pyapp.server`).
 Importing it opens no connection: each worker makes its pool on its first request, after the fork."""
 from pyapp.app import app
 

@@ -15,9 +15,7 @@ cd "$(dirname "$0")/.."
 # tests/slow/test_ha.py (pyapp/db/ha.py starts its own etcd and Patroni; Debian's units stay unused:
 # `systemctl disable --now etcd patroni` where systemd started them).
 # strace: tests/integration/test_http_api.py counts a worker's sends per answer with it.
-# gcc, python3-dev: gunicorn-h1c (gunicorn's C request parser, requirements.txt) is built from
-# source by pip.
-APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl chromium pgbouncer prometheus prometheus-alertmanager systemd python3-seccomp wrk postgresql-15-plpgsql-check patroni etcd-server etcd-client python3-etcd strace gcc python3-dev)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-15-cron postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl chromium pgbouncer prometheus prometheus-alertmanager systemd python3-seccomp wrk postgresql-15-plpgsql-check patroni etcd-server etcd-client python3-etcd strace)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -1,6 +1,6 @@
 """Fixtures shared by every test folder (pytest finds them here; no test imports them): a
 throwaway PostgreSQL server for the session (tests/support/pg.py), a fresh migrated database per
-test (dbname, db_url, app_url, conn) or per module (http_db), and the HTTP app under gunicorn on
+test (dbname, db_url, app_url, conn) or per module (http_db), and the HTTP app under its server on
 it (http_app). Tests in tests/unit/ use none of them and start no PostgreSQL."""
 import psycopg
 import pytest

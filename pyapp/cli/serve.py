@@ -1,5 +1,6 @@
-"""serve: migrations, the settings kept in the database, optionally the demo data, then gunicorn as
-a child process (signals forwarded; the project's own cluster stopped after it)."""
+"""serve: migrations, the settings kept in the database, optionally the demo data, then the HTTP
+server (pyapp/server.py) as a child process (signals forwarded; the project's own cluster stopped
+after it)."""
 from __future__ import annotations
 
 import ipaddress
@@ -83,15 +84,15 @@ def serve(args) -> int:
         if args.workers:
             env["WORKERS"] = str(args.workers)
         print(f"serve: http://{cfg.host}:{cfg.port}/ (Ctrl-C stops)", flush=True)
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
-                                 "pyapp.wsgi:app"], env=env, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, "-m", "pyapp.server"], env=env, cwd=ROOT)
 
         def forward(signum, _frame):
             proc.send_signal(signum)
 
-        # Ctrl-C or SIGTERM: gunicorn stops gracefully, then the cluster this command started.
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
+        # Ctrl-C or SIGTERM: the server stops gracefully, then the cluster this command started.
+        # SIGHUP (systemctl reload): the server replaces its workers one at a time and goes on.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, forward)
         return proc.wait()
     finally:
         db.stop_if_started()

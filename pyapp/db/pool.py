@@ -1,7 +1,7 @@
 """The HTTP worker's connection pool, and the one connection a request holds.
 
 Pool wraps psycopg_pool's ConnectionPool, created lazily on the first request of each worker
-process (after gunicorn's fork); lock_timeout and statement_timeout travel in the connection
+process (after the server's fork); lock_timeout and statement_timeout travel in the connection
 options. Every api call is a single statement on an autocommit connection, so it is its own
 transaction and costs one round trip.
 

@@ -5,7 +5,7 @@ APP_DATABASE_URL when set (the marketplace_app role, which may only EXECUTE app 
 with DATABASE_URL. Without DATABASE_URL the project starts its private cluster in .pgdata/ (or
 LOCAL_PGDATA) and uses database `marketplace` there: as postgres for the owner, as marketplace_app
 for the app. That cluster asks for passwords over TCP; they are in the 0600 pgpass file beside it
-(.pgdata.run/pgpass), which this process and its children (gunicorn, pg_dump) get as PGPASSFILE,
+(.pgdata.run/pgpass), which this process and its children (the HTTP server, pg_dump) get as PGPASSFILE,
 so the URLs carry none.
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ Route options live under the plugin's name, `api`:
   api.db_timeout  seconds: a shorter wait for a pooled connection;
   api.replica     True: a catalogue read, served from READ_DATABASE_URL's pool when that is set.
 setup() installs the problem+json error handler and turns Bottle's JSON plugin off (this one
-renders); close(), called by app.close() (gunicorn's worker_exit), stops the metrics flusher,
+renders); close(), called by app.close() (pyapp/server.py's worker_exit), stops the metrics flusher,
 flushes the persisted figures and closes the pools.
 """
 from __future__ import annotations

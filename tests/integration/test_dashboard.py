@@ -1,4 +1,4 @@
-"""The operator dashboard end to end: gunicorn serving a fresh database, real checkouts, the page
+"""The operator dashboard end to end: the HTTP server serving a fresh database, real checkouts, the page
 rendered by headless Chromium (DOM figures against the database, a screenshot in artifacts/);
 the data endpoint's 401/403; the Grafana dashboard's panels; docs/api.md against its generator."""
 from __future__ import annotations

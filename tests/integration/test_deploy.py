@@ -1,7 +1,7 @@
 """deploy, smoke and notify, run as an operator would: `python -m pyapp ...` in a subprocess, judged
 by exit codes, by the database and by what a local webhook sink received. Each deploy test builds
 its own database from template0 up to a chosen migration; the smoke tests run against a real
-gunicorn (tests/http_server)."""
+the HTTP server (tests/support/http_server.py)."""
 from __future__ import annotations
 
 import argparse
@@ -284,7 +284,7 @@ def test_deploy_usage_and_unreachable(db_url, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-# ---------------------------------------------------------------- smoke, against gunicorn
+# ---------------------------------------------------------------- smoke, against the HTTP server
 
 def business_figures(owner_url: str, base: str) -> dict:
     with psycopg.connect(owner_url, autocommit=True) as c:

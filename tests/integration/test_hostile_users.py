@@ -1,5 +1,5 @@
 """The attacks of the hostile-users review (docs/security.md), each performed as an attacker would:
-over HTTP against gunicorn, and in SQL as the app's own database role. Each succeeded before
+over HTTP against the server, and in SQL as the app's own database role. Each succeeded before
 migrations 0011/0012; each is refused now, and each test checks that nothing changed."""
 from __future__ import annotations
 

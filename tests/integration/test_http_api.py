@@ -1,4 +1,4 @@
-"""Every route over real HTTP (gunicorn) against a fresh migrated database: successes and errors."""
+"""Every route over real HTTP (pyapp/server.py, granian) against a fresh migrated database: successes and errors."""
 from __future__ import annotations
 
 import hashlib
@@ -488,21 +488,23 @@ def test_maintenance_mode(http_app, http_db, seller):
 # ---------------------------------------------------------------- the server itself
 
 
-def test_the_server_refuses_to_start_without_its_c_http_parser(tmp_path):
-    """http_parser = "fast" (pyapp/gunicorn_conf.py): when gunicorn_h1c cannot be imported, gunicorn
-    exits at start with the reason, instead of serving and failing every request."""
-    (tmp_path / "gunicorn_h1c.py").write_text('raise ImportError("hidden by the test")\n')
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "HOST": "127.0.0.1", "PORT": str(free_port())}
-    r = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
-                        "pyapp.wsgi:app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1, r.stderr
-    assert "needs gunicorn_h1c, which cannot be imported (hidden by the test)" in r.stderr
+def test_the_server_refuses_a_bad_setting_at_start():
+    """pyapp/server.py: a malformed variable stops the server before it listens, with the reason
+    and exit status 2, instead of serving with a setting nobody asked for."""
+    port = free_port()
+    for var, value, reason in (("SERVER_LOGLEVEL", "loud", "SERVER_LOGLEVEL must be one of"),
+                               ("WORKERS", "many", "WORKERS must be an integer")):
+        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), var: value}
+        r = subprocess.run([sys.executable, "-m", "pyapp.server"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2, (var, r.returncode, r.stderr)
+        assert reason in r.stderr, r.stderr
 
 
 def test_each_answer_leaves_a_worker_in_one_send(http_app, tmp_path):
-    """pyapp/gunicorn_response.py: strace on the workers sees one send system call per answer on
-    the client's connection (gunicorn alone makes two: the headers, then the body)."""
+    """strace on the workers sees one send system call per answer on the client's connection:
+    status line, headers and body leave together (granian writes them in one go; gunicorn, the
+    earlier server, needed a patch for it)."""
     if shutil.which("strace") is None:
         pytest.fail("strace is missing: scripts/setup.sh installs it")
     workers = open(f"/proc/{http_app.proc.pid}/task/{http_app.proc.pid}/children").read().split()

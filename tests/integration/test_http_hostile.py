@@ -133,8 +133,11 @@ def test_hostile_paths_headers_and_queries(http_app, actors):
     assert "GET" in r.headers.get("Allow", "")
 
 
-def test_headers_that_are_not_utf8_get_a_400_not_a_500(http_app, http_db):
-    """Raw bytes in a header a route reads (found by the fuzz test in If-Match): 400 problem+json."""
+def test_headers_that_are_not_utf8_never_get_a_500(http_app, http_db):
+    """Raw bytes in a header a route reads (found by the fuzz test in If-Match). The server hands
+    the app such a value as an empty string, so each route answers as it does for an empty header:
+    400 problem+json where an empty value is invalid, 401 for a token that cannot be read, and the
+    ordinary answer where the header is optional."""
     import http.client as hc
     from urllib.parse import urlsplit
 
@@ -143,11 +146,12 @@ def test_headers_that_are_not_utf8_get_a_400_not_a_500(http_app, http_db):
     _, seller = make_user(http_db, "SELLER")
     p = make_product(http_app, seller, stock=1)
     parts = urlsplit(http_app.url)
-    for method, path, header in (("PATCH", f"/api/marketplace/products/{p['id']}", "If-Match"),
-                                 ("POST", "/api/marketplace/checkout", "Idempotency-Key"),
-                                 ("GET", "/api/marketplace/cart", "Authorization"),
-                                 ("GET", f"/api/marketplace/products/{p['id']}", "If-None-Match"),
-                                 ("GET", "/", "Accept")):
+    for method, path, header, expected in (
+            ("PATCH", f"/api/marketplace/products/{p['id']}", "If-Match", (400, "INVALID_ARGUMENT")),
+            ("POST", "/api/marketplace/checkout", "Idempotency-Key", (400, "INVALID_ARGUMENT")),
+            ("GET", "/api/marketplace/cart", "Authorization", (401, "UNAUTHENTICATED")),
+            ("GET", f"/api/marketplace/products/{p['id']}", "If-None-Match", (200, None)),
+            ("GET", "/", "Accept", (200, None))):
         conn = hc.HTTPConnection(parts.hostname, parts.port, timeout=30)
         try:
             conn.putrequest(method, path)
@@ -159,8 +163,47 @@ def test_headers_that_are_not_utf8_get_a_400_not_a_500(http_app, http_db):
             conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body)
             r = conn.getresponse()
-            doc = json.loads(r.read())
+            raw = r.read()
         finally:
             conn.close()
-        assert r.status == 400 and r.getheader("Content-Type").startswith("application/problem+json"), (header, r.status)
-        assert doc["code"] == "INVALID_ARGUMENT", doc
+        status, code = expected
+        assert r.status == status, (header, r.status, raw[:300])
+        if code:
+            assert r.getheader("Content-Type").startswith("application/problem+json"), header
+            assert json.loads(raw)["code"] == code, (header, raw)
+
+
+def raw_exchange(http_app, data: bytes, bound_s: float = 60) -> bytes:
+    """Sends `data` on a new connection and reads until the server closes it (or bound_s, which
+    only a server that never closes reaches): what came back."""
+    import socket
+    with socket.create_connection(("127.0.0.1", http_app.port), timeout=bound_s) as s:
+        s.sendall(data)
+        got = b""
+        end = time.monotonic() + bound_s
+        while time.monotonic() < end:
+            chunk = s.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+        raise AssertionError(f"the server kept the connection open for {bound_s} s: {got[:200]!r}")
+
+
+def test_an_oversized_request_head_is_refused_before_the_app(http_app):
+    """pyapp/server.py's HEAD_BUFFER_BYTES: a head far over it is 431, from the server itself."""
+    from pyapp.server import HEAD_BUFFER_BYTES
+    head = (b"GET /health HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(3 * HEAD_BUFFER_BYTES // 1000))
+            + b"\r\n")
+    answer = raw_exchange(http_app, head)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert requests.get(http_app.url + "/health", timeout=10).status_code == 200  # the server goes on
+
+
+def test_a_client_that_never_finishes_its_head_is_disconnected(http_app):
+    """pyapp/server.py's HEAD_TIMEOUT_MS: half a request head, then silence; the server closes the
+    connection instead of holding it (the bound is only for a server that never does)."""
+    answer = raw_exchange(http_app, b"POST /api/marketplace/checkout HTTP/1.1\r\nHost: x\r\nContent-Ty")
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    idle = raw_exchange(http_app, b"")  # a connection that sends nothing at all
+    assert idle == b"" or idle.startswith(b"HTTP/1.1 408 "), idle[:200]

@@ -1,4 +1,4 @@
-"""GET /metrics under two gunicorn workers: the counters of both add up in every scrape, the
+"""GET /metrics under two server workers: the counters of both add up in every scrape, the
 database figures come from app.ops_snapshot(), and the same figures reach the database through
 app.record_checkout_stats."""
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """mk_http_server_errors_total{status}, the metric of the alert MarketplaceServerErrors
 (monitoring/alerts.yml): an unhandled error counts as a 500, a 503 under its own status, other
 answers not at all; in-process through WSGI (tests/integration/test_http_ops.py's mini app), then once through
-gunicorn to see both series exported at 0 in multiprocess mode."""
+the HTTP server to see both series exported at 0 in multiprocess mode."""
 from __future__ import annotations
 
 import json
@@ -80,7 +80,7 @@ def test_unhandled_error_counts_as_a_500_and_a_503_as_itself():
     assert delta(before, counts()) == {("status", "500"): 1, ("class", "5xx"): 1}
 
 
-def test_server_error_series_are_exported_at_zero_under_gunicorn(http_app):  # noqa: F811
+def test_server_error_series_are_exported_at_zero_under_the_server(http_app):  # noqa: F811
     text = requests.get(http_app.url + "/metrics", timeout=10).text
     assert "# TYPE mk_http_server_errors_total counter" in text
     for status in ("500", "503"):

@@ -1,4 +1,4 @@
-"""Security over real HTTP (gunicorn, role marketplace_app) and direct SQL as the app's role:
+"""Security over real HTTP (the granian server, role marketplace_app) and direct SQL as the app's role:
 privileges, SQL-looking input kept as data, tokens, login throttling, isolation between users,
 secrets kept out of logs and bodies, webhook replays, body size and nesting limits."""
 from __future__ import annotations
@@ -42,7 +42,7 @@ def post_from(url: str, path: str, body: dict, source: str, headers: dict | None
     try:
         conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json", **(headers or {})})
         r = conn.getresponse()
-        return r.status, dict(r.getheaders()), r.read().decode()
+        return r.status, r.headers, r.read().decode()  # r.headers: names in any case
     finally:
         conn.close()
 
@@ -435,7 +435,7 @@ def test_no_route_leaks_another_users_data(http_app, http_db):
 
 
 def test_secrets_never_in_logs_or_bodies(http_db):
-    srv = HttpServer(http_db[1], GUNICORN_LOGLEVEL="debug").start()
+    srv = HttpServer(http_db[1], SERVER_LOGLEVEL="debug").start()
     bodies, issued = [], []
     try:
         u = srv.url
@@ -489,7 +489,7 @@ def test_secrets_never_in_logs_or_bodies(http_db):
         assert any(b[2] == 401 for b in bodies if b[1].endswith("/webhook"))
     finally:
         proc = srv.proc
-        if proc is not None:  # stop gunicorn first so that every worker's output is flushed
+        if proc is not None:  # stop the server first so that every worker's output is flushed
             proc.terminate()
             proc.wait(15)
         logs = srv.log_file.read_text() if srv.log_file.exists() else ""
@@ -498,11 +498,11 @@ def test_secrets_never_in_logs_or_bodies(http_db):
         srv.stop()
 
     assert "ConcurrencyError" in logs, "the log file should hold the run's events"
-    assert output.strip(), "gunicorn's output should not be empty at debug level"
+    assert output.strip(), "the server's output should not be empty at debug level"
     secrets = [pw_buyer, pw_seller, pw_admin, WEBHOOK_SECRET, *wrong, *issued]
     for s in secrets:
         assert s not in logs, f"a secret is in the log file: {s[:6]}..."
-        assert s not in output, f"a secret is in gunicorn's output: {s[:6]}..."
+        assert s not in output, f"a secret is in the server's output: {s[:6]}..."
     for method, url, status, text, headers in bodies:
         for s in secrets:
             assert s not in text and s not in json.dumps(headers), (method, url, status, s[:6])

@@ -1,5 +1,5 @@
 """The hardening of deploy/systemd/ does not break the app: `serve` (migrations, settings,
-gunicorn), registration, login, a checkout, /metrics with its token and a graceful SIGTERM stop;
+the HTTP server), registration, login, a checkout, /metrics with its token and a graceful SIGTERM stop;
 `expire-orders --every` and `verify`; each inside tests/support/sandbox.py's approximation of its unit's
 sandbox (read-only system, private /tmp, procfs subset=pid, no capabilities, the unit's system call
 allow list, W^X memory, its address families), against the tests' PostgreSQL. Marked slow (about

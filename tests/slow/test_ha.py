@@ -1,7 +1,7 @@
 """High availability on Patroni, Jepsen-style, with real processes (docs/scaling.md, issue #12).
 
 One etcd and two PostgreSQL 15 nodes under Patroni (pyapp.db.ha, synchronous_mode on), the app under
-gunicorn on a multi-host DATABASE_URL (target_session_attrs=read-write) and a READ_DATABASE_URL
+the HTTP server on a multi-host DATABASE_URL (target_session_attrs=read-write) and a READ_DATABASE_URL
 (prefer-standby). Buyers check out in a loop with an Idempotency-Key each and retry a 503 or a
 lost answer with the same key; meanwhile the primary's postmaster is killed with SIGKILL, a
 switchover is made with patronictl, or the primary's whole node (Patroni too) is killed.

@@ -1,4 +1,4 @@
-"""Soak: mixed HTTP traffic for MK_SOAK_SECONDS (default 300) against gunicorn, with the expiry
+"""Soak: mixed HTTP traffic for MK_SOAK_SECONDS (default 300) against the HTTP server, with the expiry
 worker running, then the books are checked.
 
 12 client threads: one seller (restocks the hot products with PATCH If-Match, re-reading on 409),
@@ -11,7 +11,7 @@ order unpaid). The test's main thread backdates a few unpaid orders every 2 s so
 At the end: no 5xx, no transport error and no checkout conflict; every product's stock = initial
 + restocked - sold + returned = its ledger (tests/support/invariants.py); every acknowledged (201) order
 exists exactly once and no order exists that was not acknowledged; api.integrity_report()
-passes; the gunicorn workers are the ones that started (none died) and each one's RSS grew by
+passes; the server's workers are the ones that started (none died) and each one's RSS grew by
 less than 50 % between the end of the warm-up and the end. A summary table is printed (requests by route and status,
 orders by status, RSS per worker).
 
@@ -118,7 +118,7 @@ def signed(body: dict) -> tuple[bytes, dict]:
     return raw, {"X-Signature-Timestamp": str(ts), "X-Signature": sig, "Content-Type": "application/json"}
 
 
-# ---------------------------------------------------------------- gunicorn workers
+# ---------------------------------------------------------------- server workers
 
 
 def worker_pids(master: int) -> list[int]:
@@ -346,7 +346,7 @@ def test_soak_mixed_traffic(server, capsys):
                     samples.append((int(now - started), {p: rss_kb(p) for p in worker_pids(master)}))
                     next_sample = now + max(10.0, SECONDS / 10)
                 assert expirer.poll() is None, (tmp / "expire.out").read_text()[-2000:]
-                assert srv.proc.poll() is None, "gunicorn exited"
+                assert srv.proc.poll() is None, "the server exited"
         stop.set()
         for t in threads:
             t.join(60)

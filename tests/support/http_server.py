@@ -1,7 +1,7 @@
-"""Runs the HTTP app under gunicorn for the HTTP tests.
+"""Runs the HTTP app under its server (pyapp/server.py, granian) for the HTTP tests.
 
-`http_db` (tests/conftest.py) is a fresh migrated database per test module (module scope: starting gunicorn per test
-would cost a second each); `http_app` a gunicorn serving it as role marketplace_app on a free
+`http_db` (tests/conftest.py) is a fresh migrated database per test module (module scope: starting the server per test
+would cost a second each); `http_app` the server serving it as role marketplace_app on a free
 127.0.0.1 port. Both fixtures are in tests/conftest.py; this module has the server itself.
 """
 from __future__ import annotations
@@ -41,12 +41,12 @@ class HttpServer:
         self.tmpdir.mkdir(exist_ok=True)  # stop() removes it; a server may be started again
         self.out = open(self.log_file.with_suffix(".out"), "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"), "pyapp.wsgi:app"],
+            [sys.executable, "-m", "pyapp.server"],
             cwd=ROOT, env=self.env, stdout=self.out, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log_file.with_suffix('.out').read_text()[-2000:]}")
+                raise RuntimeError(f"the server exited: {self.log_file.with_suffix('.out').read_text()[-2000:]}")
             try:
                 r = requests.get(self.url + "/health", timeout=3)
                 if r.status_code == 200 or (not wait_healthy and r.status_code == 503):
@@ -55,7 +55,7 @@ class HttpServer:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError("gunicorn did not become healthy within 30 s")
+        raise RuntimeError("the server did not become healthy within 30 s")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
