@@ -1,8 +1,10 @@
 """The baseline for bench/http_bench.py: what the old ORM backend did for a checkout of one
-product, as a small Bottle app served by gunicorn with the same settings as ours.
+product, as a small Bottle app served by granian's WSGI mode with the same shape as ours (WORKERS
+processes of THREADS blocking threads, HTTP/1), as bench/http_bench.py --with-baseline runs it:
 
-    DATABASE_URL=<owner URL> python -m gunicorn -c pyapp/gunicorn_conf.py \
-        --pythonpath bench baseline_app:app
+    cd bench && DATABASE_URL=<owner URL> PYTHONPATH=.. ../.venv/bin/python -m granian \
+        --interface wsgi --workers 2 --blocking-threads 8 --http 1 --no-ws \
+        --host 127.0.0.1 --port 8000 --log-level warning baseline_app:app
 
 It uses the tables directly (so it connects as their owner), one statement per round trip, as an
 ORM does:
@@ -18,15 +20,17 @@ ORM does:
 (The "Product" trigger sets version to old + 1 whatever the SET says, so the row still moves by
 exactly one version per update.) Pool: psycopg_pool, made lazily per worker after the fork, sized
 and timed out as pyapp's (DB_POOL_SIZE, default THREADS), with the same lock and statement
-timeouts. Routes: POST /baseline/checkout {productId, quantity}, GET /health, and
-POST /floor/sale {productId, quantity}, which is not a checkout: one conditional autocommit UPDATE
-of the product, the least work any sale served by this stack has to do (bench/README.md).
+timeouts, closed when the worker exits (a multiprocessing finalizer, as pyapp.server does: a
+granian worker leaves through os._exit, which skips atexit). No metrics. Routes:
+POST /baseline/checkout {productId, quantity}, GET /health, and POST /floor/sale {productId,
+quantity}, which is not a checkout: one conditional autocommit UPDATE of the product, the least
+work any sale served by this stack has to do (bench/README.md).
 """
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
+import multiprocessing.util
 import os
 import random
 import threading
@@ -64,10 +68,10 @@ def pool() -> ConnectionPool:
                                            "application_name": "baseline-http"})
                 p.open(wait=False)
                 _pool, _pool_pid = p, os.getpid()
+                multiprocessing.util.Finalize(None, _close_pool, exitpriority=10)
     return _pool
 
 
-@atexit.register
 def _close_pool() -> None:
     if _pool is not None and _pool_pid == os.getpid():
         _pool.close()

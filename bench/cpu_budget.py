@@ -9,8 +9,8 @@ one unit per buyer, a random product each) and measures, --rounds times with the
 
   peer        POST /checkout of the ORM peer (../shared/peer) under gunicorn, --clients keep-alive
               clients at once
-  ours        POST /api/marketplace/checkout under gunicorn (pyapp/gunicorn_conf.py, as
-              marketplace_app), --clients keep-alive clients at once
+  ours        POST /api/marketplace/checkout under our HTTP server (python -m pyapp.server, granian's
+              WSGI mode, as marketplace_app), --clients keep-alive clients at once
   in-process  the same request handed to our WSGI app in this process, one at a time: no HTTP server
   psycopg     the checkout's one statement (pyapp.db.calls.checkout) through psycopg, one
               connection, one at a time
@@ -21,13 +21,14 @@ one unit per buyer, a random product each) and measures, --rounds times with the
               checkout's rules, no order JSON
   empty       `SELECT $1::text, $2::text, $3::text`: a round trip and a transaction, nothing else
 
-"app" is the CPU of the server's processes (ours, peer) or of this process (the other rows); "db"
-is the whole cluster's. Each row prints medians per request. The lines under the table take
-differences of rows: HTTP server = ours - in-process (app), Bottle + plugin + route = in-process -
-psycopg (app), WAL flush = psycopg - async (db), rules = async - writes (db). They say where each
-0.1 ms of a checkout goes and how much a checkout may cost at a given multiple of the peer. The
-HTTP rows run under load as bench/http_bench.py does (its figures are the ones the targets are
-judged by); the others run one request at a time, so each is what that layer costs by itself.
+"app" is the CPU of the server's processes (ours, peer: every thread of every process of the
+server's tree) or of this process (the other rows); "db" is the whole cluster's. Each row prints
+medians per request. The lines under the table take differences of rows: HTTP server (granian) =
+ours - in-process (app), Bottle + plugin + route = in-process - psycopg (app), WAL flush =
+psycopg - async (db), rules = async - writes (db). They say where each 0.1 ms of a checkout goes
+and how much a checkout may cost at a given multiple of the peer. The HTTP rows run under load as
+bench/http_bench.py does (its figures are the ones the targets are judged by); the others run one
+request at a time, so each is what that layer costs by itself.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ from http_bench import (  # noqa: E402
     PREFIX,
     PRODUCTS,
     Block,
-    Gunicorn,
+    Server,
     build_template,
     fill_carts,
     log,
@@ -105,19 +106,26 @@ class Buyers:
         return r
 
 
+def process_clock(pid: int) -> int:
+    """The clock id of process `pid`'s CPU time (clock_getcpuclockid(3), which Python lacks: the
+    kernel's MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)). Linux lets any process read it."""
+    return (~pid << 3) | 2
+
+
 def tree_runtime_s(root: int | None) -> float:
-    """CPU seconds that the live threads of `root`'s process tree have run, from
-    /proc/<pid>/task/<tid>/schedstat (nanoseconds; /proc/<pid>/stat counts 10 ms ticks, too coarse
-    for 0.02 ms per request). Every process and thread a row uses lives through the row: the
-    servers' workers and their thread pools, the pooled backends."""
+    """CPU seconds that the processes of `root`'s tree have run, every thread of each counted,
+    those already ended included: clock_gettime of each process's CPU clock (nanoseconds, the sum
+    of /proc/<pid>/task/<tid>/schedstat over its threads, live or not; /proc/<pid>/stat counts
+    10 ms ticks, too coarse for 0.02 ms per request). Threads come and go: granian starts a
+    worker's blocking threads on demand and ends them after 30 s idle. Every process a row uses
+    lives through the row: the servers' workers, the pooled backends."""
     if root is None:
         return float("nan")
     total = 0
     for pid in process_tree(root):
         try:
-            for task in os.scandir(f"/proc/{pid}/task"):  # every thread (gunicorn's gthread workers)
-                total += int(Path(task.path, "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
+            total += time.clock_gettime_ns(process_clock(pid))
+        except OSError:  # gone since the walk
             pass
     return total / 1e9
 
@@ -139,7 +147,7 @@ class Measure:
         self.app_s, self.db_s = self._app() - self.app0, tree_runtime_s(self.pm) - self.db0
 
 
-def http_row(srv: Gunicorn, path: str, body_of, headers_of, clients: int, want: int = 201):
+def http_row(srv: Server, path: str, body_of, headers_of, clients: int, want: int = 201):
     """`clients` keep-alive connections sending one request at a time each, the buyers shared among
     them; run(buyers) returns how many answers were not `want`."""
     host, port = srv.url.removeprefix("http://").split(":")
@@ -192,7 +200,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mk-cpubudget-"))
     os.chmod(tmp, 0o755)
     pg: Postgres | None = None
-    servers: list[Gunicorn] = []
+    servers: list[Server] = []
     connections: list[psycopg.Connection] = []
     results: dict[str, list[tuple[float, float]]] = {r: [] for r in rows}
     failures: list[str] = []
@@ -203,7 +211,7 @@ def main() -> int:
         fill_carts(pg, db, {"budget": Block("budget", "spread", 1, buyers_needed, threads=1)})
         vacuum(pg, db)
         app_url = pg.url(db, APP_ROLE)
-        ours = Gunicorn("ours", "pyapp.wsgi:app", app_url, tmp).start()
+        ours = Server("ours", app_url, tmp).start()
         servers.append(ours)
         peer = None
         if with_peer:
@@ -300,7 +308,7 @@ def main() -> int:
     print("-" * 100)
     what = {
         "peer": "ORM peer: POST /checkout over HTTP (Flask + SQLAlchemy under gunicorn)",
-        "ours": "POST /api/marketplace/checkout over HTTP (gunicorn, Bottle, plugin, psycopg)",
+        "ours": "POST /api/marketplace/checkout over HTTP (granian, Bottle, plugin, psycopg)",
         "in-process": "the same request, WSGI app called in this process (no HTTP server)",
         "psycopg": "the checkout's one statement through psycopg (no web layer)",
         "async": "the same, synchronous_commit off (no WAL flush wait)",
@@ -318,7 +326,7 @@ def main() -> int:
     writes = med("writes", 1) - med("empty", 1)
     ours_total = med("ours", 0) + med("ours", 1)
     print("where ours goes (differences of medians, ms per checkout):")
-    print(f"  app: gunicorn {g:.3f}, Bottle + plugin + route {web:.3f}, psycopg {med('psycopg', 0):.3f}")
+    print(f"  app: HTTP server (granian) {g:.3f}, Bottle + plugin + route {web:.3f}, psycopg {med('psycopg', 0):.3f}")
     print(f"  db:  round trip + transaction {med('empty', 1):.3f}, the writes {writes:.3f}, "
           f"the checkout's rules and order JSON {rules:.3f}, WAL flush {flush:.3f}")
     print(f"  ours over HTTP: {ours_total:.3f} ms in all")

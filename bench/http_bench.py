@@ -1,18 +1,19 @@
 """HTTP checkout benchmark: our app against the ORM peer, driven by wrk, one table.
 
     .venv/bin/python bench/http_bench.py [--rounds 3] [--seconds 15] [--warmup 5] [--connections 32]
-                                         [--with-baseline] [--granian] [--no-peer] [--no-journey] [--quick]
+                                         [--with-baseline] [--no-peer] [--no-journey] [--quick]
 
 Starts a throwaway PostgreSQL cluster (or uses BENCH_DATABASE_URL, a role that may CREATE
 DATABASE), builds one migrated, seeded template and copies it into one database per server of
-ours. Serves, with the same shape (WORKERS x THREADS gthread, 127.0.0.1 on free ports):
+ours. Serves, with the same shape (WORKERS processes x THREADS request threads, 127.0.0.1 on
+free ports):
 
-  ours      python -m gunicorn -c pyapp/gunicorn_conf.py pyapp.wsgi:app, as marketplace_app
+  ours      python -m pyapp.server (granian's WSGI mode serving pyapp.wsgi:app), as marketplace_app
   peer      the ORM peer of ../shared/peer (PEER_DIR), run from there in a virtual environment of
             its own (~/.cache/mk-bench-peer/), gunicorn -k gthread --reuse-port, fresh schema.sql
             before each of its runs
-  granian   (--granian) our app under granian's WSGI mode, same workers and threads
-  baseline  (--with-baseline) bench/baseline_app.py, the older ORM-style stand-in, and the floors
+  baseline  (--with-baseline) bench/baseline_app.py, the older ORM-style stand-in, under granian's
+            WSGI mode, and the floors
 
 and drives them with wrk in two scenarios, hot (everyone buys one product) and spread (a random
 one of 10,000), --rounds times each with the servers alternating; then the user-journey mix on
@@ -62,11 +63,6 @@ SCENARIOS = ("hot", "spread")
 # copied here, in a virtual environment of its own built at bench time from its requirements.txt.
 PEER_DIR = Path(os.environ.get("PEER_DIR", str(ROOT.parent / "shared" / "peer")))
 PEER_VENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "mk-bench-peer"
-# --granian: our app also under granian's WSGI mode (a server with a native HTTP core), same workers
-# and threads, as a third server; granian lives in a cached environment of its own that sees .venv.
-GRANIAN_VERSION = "2.8.9"
-GRANIAN_VENV = PEER_VENV_ROOT.parent / f"mk-bench-granian-{GRANIAN_VERSION}"
-OURS = ("ours", "granian")   # servers that serve pyapp.wsgi:app
 
 
 def log(msg: str) -> None:
@@ -220,7 +216,9 @@ def process_tree(root: int) -> dict[int, list[str]]:
 
 def tree_cpu_s(root: int | None) -> float:
     """CPU seconds (user + system) used so far by process `root` and all its descendants, including
-    descendants already reaped (their time is in their parent's cutime/cstime)."""
+    descendants already reaped (their time is in their parent's cutime/cstime). /proc/<pid>/stat
+    counts every thread of the process, those that have already ended included: granian's native
+    threads and its blocking threads, which it starts on demand and ends after 30 s idle."""
     if root is None:
         return float("nan")
     ticks = sum(sum(int(x) for x in f[11:15]) for f in process_tree(root).values())
@@ -236,10 +234,10 @@ def postmaster_pid(pg: "Postgres") -> int | None:
         return None
 
 
-# ---------------------------------------------------------------- gunicorn
+# ---------------------------------------------------------------- servers
 
 
-def cpu_during(pg: "Postgres", srv: "Gunicorn", work) -> tuple[float, float]:
+def cpu_during(pg: "Postgres", srv: "Server", work) -> tuple[float, float]:
     """Runs work(); returns the CPU seconds the server's process tree and the PostgreSQL cluster
     used meanwhile (the cluster's is NaN on BENCH_DATABASE_URL)."""
     pm = postmaster_pid(pg)
@@ -248,24 +246,27 @@ def cpu_during(pg: "Postgres", srv: "Gunicorn", work) -> tuple[float, float]:
     return tree_cpu_s(srv.proc.pid) - app0, tree_cpu_s(pm) - db0
 
 
-class Gunicorn:
-    """One gunicorn (pyapp/gunicorn_conf.py) on a free 127.0.0.1 port, in its own session so that
-    a Ctrl-C reaches only this script, which then stops it."""
+class Server:
+    """One HTTP server process on a free 127.0.0.1 port, in its own session so that a Ctrl-C
+    reaches only this script, which then stops it. By default our app as shipped: python -m
+    pyapp.server (granian, WORKERS x THREADS from the environment, its own private metrics
+    folder); `cmd` runs another server, "{port}" in it replaced by the port."""
 
-    def __init__(self, name: str, app: str, database_url: str, logdir: Path, extra_args=(),
-                 cmd: list[str] | None = None, env: dict[str, str] | None = None, health: str = "/health",
-                 cwd: Path = ROOT):
+    def __init__(self, name: str, database_url: str, logdir: Path, cmd: list[str] | None = None,
+                 env: dict[str, str] | None = None, health: str = "/health", cwd: Path = ROOT):
         self.name, self.port = name, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.logfile = logdir / f"gunicorn-{name}.log"
+        self.logfile = logdir / f"server-{name}.log"
         self.health, self.cwd = health, cwd
-        self.cmd = cmd or [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "pyapp" / "gunicorn_conf.py"),
-                           *extra_args, app]
-        self.env = {**os.environ, "DATABASE_URL": database_url, "HOST": "127.0.0.1",
+        self.cmd = cmd or [sys.executable, "-m", "pyapp.server"]
+        inherited = dict(os.environ)
+        if cmd is None:  # pyapp.server then makes a private metrics folder, removed when it stops
+            inherited.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.env = {**inherited, "DATABASE_URL": database_url, "HOST": "127.0.0.1",
                     "PORT": str(self.port), **(env or {})}
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Gunicorn":
+    def start(self) -> "Server":
         self.out = open(self.logfile, "wb")
         self.proc = subprocess.Popen([c.replace("{port}", str(self.port)) for c in self.cmd], cwd=self.cwd,
                                      env=self.env, stdout=self.out,
@@ -273,7 +274,8 @@ class Gunicorn:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name}: gunicorn exited: {self.logfile.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.name}: server exited with status {self.proc.returncode}: "
+                                   f"{self.logfile.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(self.url + self.health, timeout=3) as r:
                     if r.status == 200:
@@ -404,9 +406,9 @@ def wrk_result(r: subprocess.CompletedProcess, log: Path, run) -> dict | None:
         return None
     return json.loads(line.split(" ", 1)[1])
 
-def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Path, run: Run,
+def wrk(srv: Server, block: Block, connections: int, seconds: int, logdir: Path, run: Run,
         mode: str | None = None) -> Run:
-    mode = mode or ("ours" if srv.name in OURS else "baseline")
+    mode = mode or ("ours" if srv.name == "ours" else "baseline")
     cmd = ["wrk", "-c", str(connections), "-t", str(WRK_THREADS), "-d", f"{seconds}s", "--latency",
            "-s", str(LUA), srv.url, "--", mode, block.scenario, str(block.first), str(block.per_thread),
            str(PRODUCTS)]
@@ -427,7 +429,7 @@ def wrk(srv: Gunicorn, block: Block, connections: int, seconds: int, logdir: Pat
     return run
 
 
-def measured_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connections: int,
+def measured_run(pg: Postgres, dbname: str, srv: Server, block: Block, connections: int,
                  seconds: int, logdir: Path) -> Run:
     run = Run(srv.name, block.scenario, rounds=1)
     vacuum(pg, dbname)
@@ -453,7 +455,7 @@ def measured_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connect
     # per connection more orders than 201s seen.
     if not run.failed and not run.created <= new_orders <= run.created + connections:
         problems.append(f"{new_orders} orders for {run.created} answers 201")
-    if srv.name in OURS and before["cart_lines"] - after["cart_lines"] != new_orders:
+    if srv.name == "ours" and before["cart_lines"] - after["cart_lines"] != new_orders:
         problems.append(f"{before['cart_lines'] - after['cart_lines']} carts emptied for {new_orders} orders")
     if run.wrapped:
         problems.append(f"{run.wrapped} requests reused a buyer (blocks too small)")
@@ -466,7 +468,7 @@ def measured_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connect
     return run
 
 
-def journey_run(pg: Postgres, dbname: str, srv: Gunicorn, block: Block, connections: int, seconds: int,
+def journey_run(pg: Postgres, dbname: str, srv: Server, block: Block, connections: int, seconds: int,
                 logdir: Path) -> Run:
     """One wrk run of bench/http_journey.lua on ours (one thread per connection): browse, look at a
     product, add it to the cart, check out, pay through the signed webhook; then the checks."""
@@ -544,7 +546,7 @@ def peer_venv() -> Path:
     return venv
 
 
-def peer_server(pg: Postgres, dbname: str, logdir: Path, workers: str, threads: str) -> Gunicorn:
+def peer_server(pg: Postgres, dbname: str, logdir: Path, workers: str, threads: str) -> Server:
     """The peer as its README runs it: gunicorn -w WORKERS -k gthread --threads THREADS --reuse-port,
     the same shape as ours, on the same PostgreSQL."""
     venv = peer_venv()
@@ -553,32 +555,19 @@ def peer_server(pg: Postgres, dbname: str, logdir: Path, workers: str, threads: 
            f"{b.get('port', '5432')}/{dbname}")
     cmd = [str(venv / "bin" / "gunicorn"), "-w", workers, "-k", "gthread", "--threads", threads, "--reuse-port",
            "-b", "127.0.0.1:{port}", "orm_app:app"]
-    return Gunicorn("peer", "orm_app:app", "", logdir, cmd=cmd, health="/healthz", cwd=PEER_DIR,
-                    env={"PEER_DB_URL": url, "PEER_POOL_SIZE": threads})
+    return Server("peer", "", logdir, cmd=cmd, health="/healthz", cwd=PEER_DIR,
+                  env={"PEER_DB_URL": url, "PEER_POOL_SIZE": threads})
 
 
-def granian_server(pg: Postgres, dbname: str, logdir: Path, workers: str, threads: str) -> Gunicorn:
-    """Our app under granian --interface wsgi, WORKERS processes of THREADS blocking threads each.
-    Bench-only: gunicorn stays the server of pyapp (its config carries the metrics and proxy
-    settings); this measures what the HTTP server's own CPU costs."""
-    if not (GRANIAN_VENV / ".complete").exists():
-        log(f"granian: building {GRANIAN_VENV}")
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(GRANIAN_VENV)], check=True)
-        subprocess.run([str(GRANIAN_VENV / "bin" / "pip"), "install", "-q", f"granian=={GRANIAN_VERSION}"], check=True)
-        purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-        site = subprocess.run([str(GRANIAN_VENV / "bin" / "python"), "-c", purelib],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        ours_site = subprocess.run([sys.executable, "-c", purelib], capture_output=True, text=True,
-                                   check=True).stdout.strip()
-        Path(site, "mk-bench-venv.pth").write_text(ours_site + "\n")
-        (GRANIAN_VENV / ".complete").write_text(GRANIAN_VERSION)
-    prom = logdir / "granian-metrics"
-    prom.mkdir(exist_ok=True)
-    cmd = [str(GRANIAN_VENV / "bin" / "granian"), "--interface", "wsgi", "--workers", workers,
-           "--blocking-threads", threads, "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning",
-           "pyapp.wsgi:app"]
-    return Gunicorn("granian", "pyapp.wsgi:app", pg.url(dbname, APP_ROLE), logdir, cmd=cmd,
-                    env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
+def baseline_server(pg: Postgres, dbname: str, logdir: Path, workers: str, threads: str) -> Server:
+    """bench/baseline_app.py under granian's WSGI mode with the same shape as ours (WORKERS
+    processes of THREADS blocking threads, HTTP/1 only), run from bench/ with the project on
+    PYTHONPATH (it imports pyapp.config), as the tables' owner. It keeps no metrics."""
+    cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", workers,
+           "--blocking-threads", threads, "--http", "1", "--no-ws", "--host", "127.0.0.1", "--port", "{port}",
+           "--log-level", "warning", "baseline_app:app"]
+    pythonpath = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH", "")) if x)
+    return Server("baseline", pg.url(dbname), logdir, cmd=cmd, cwd=BENCH, env={"PYTHONPATH": pythonpath})
 
 
 def reset_peer(pg: Postgres, dbname: str) -> None:
@@ -599,7 +588,7 @@ def wrk_ms(text: str) -> float:
     return float("nan")
 
 
-def peer_run(pg: Postgres, dbname: str, srv: Gunicorn, scenario: str, connections: int, seconds: int,
+def peer_run(pg: Postgres, dbname: str, srv: Server, scenario: str, connections: int, seconds: int,
              logdir: Path, tag: str) -> Run:
     """One wrk run of the peer's own load.lua (SCENARIO=hot buys product 1, spread a random one of
     PRODUCTS; random userId), after a fresh schema. Checks orders against 201s and stock."""
@@ -669,7 +658,7 @@ def peer_run(pg: Postgres, dbname: str, srv: Gunicorn, scenario: str, connection
 @dataclass
 class Floor:
     """The cheapest request this stack can answer with a database round trip: the baseline's
-    GET /health (one SELECT 1 through the same pool, gunicorn settings and wrk load)."""
+    GET /health (one SELECT 1 through the same pool, server settings and wrk load)."""
     seconds: float = 0.0
     requests: int = 0
     non_2xx: int = 0
@@ -686,7 +675,7 @@ class Floor:
         return seconds * 1000 / ok if ok else float("nan")
 
 
-def floor_run(pg: Postgres, srv: Gunicorn, connections: int, seconds: int, logdir: Path) -> Floor:
+def floor_run(pg: Postgres, srv: Server, connections: int, seconds: int, logdir: Path) -> Floor:
     """wrk GET <baseline>/health with no script: requests/s and CPU per request."""
     fl = Floor()
     log(f"floor: wrk -c {connections} -t {WRK_THREADS} -d {seconds}s GET {srv.url}/health")
@@ -712,7 +701,7 @@ def floor_run(pg: Postgres, srv: Gunicorn, connections: int, seconds: int, logdi
     return fl
 
 
-def sale_floor_run(pg: Postgres, dbname: str, srv: Gunicorn, scenario: str, connections: int,
+def sale_floor_run(pg: Postgres, dbname: str, srv: Server, scenario: str, connections: int,
                    seconds: int, logdir: Path) -> Run:
     """wrk POST <baseline>/floor/sale: one conditional UPDATE per request, no authentication and no
     order, through the same stack. Its 201s/s bound what any sale served by this stack can reach
@@ -780,12 +769,6 @@ def print_report(runs: list[Run], connections: int, seconds: int, rounds: int, w
              f"{ratio('peer', 'spread'):.2f}x  (target >= 4)", ratio("peer", "spread") >= 4.0)]
     for text, ok in targets:
         print(f"{text:<90} {'PASS' if ok else 'FAIL'}")
-    if ("granian", "hot") in by and ("peer", "hot") in by:
-        for sc in SCENARIOS:
-            g, o, pe = by[("granian", sc)], by[("ours", sc)], by[("peer", sc)]
-            print(f"granian, {sc}: {g.med_rate:.1f} checkouts/s = {g.med_rate / o.med_rate if o.med_rate else float('nan'):.2f}x "
-                  f"ours under gunicorn, {g.med_rate / pe.med_rate if pe.med_rate else float('nan'):.2f}x the peer; "
-                  f"p99 {g.med(lambda x: x.p99_ms):.1f} ms, 409 {g.conflicts}")
     if ("baseline", "hot") in by:
         print(f"against the old baseline (bench/baseline_app.py): hot {ratio('baseline', 'hot'):.2f}x, "
               f"spread {ratio('baseline', 'spread'):.2f}x")
@@ -841,8 +824,6 @@ def main() -> int:
     ap.add_argument("--with-baseline", action="store_true",
                     help="also run the old ORM-style baseline (bench/baseline_app.py) and the floors")
     ap.add_argument("--no-peer", action="store_true", help="leave the ORM peer out")
-    ap.add_argument("--granian", action="store_true",
-                    help="also serve our app under granian's WSGI mode (same workers and threads) as a third server")
     ap.add_argument("--no-journey", action="store_true", help="leave the user-journey mix out")
     ap.add_argument("--quick", action="store_true", help="smoke run: one round of 5 s, 1 s warm-up")
     args = ap.parse_args()
@@ -857,13 +838,12 @@ def main() -> int:
         return 2
     workers, threads = os.environ.get("WORKERS", "2"), os.environ.get("THREADS", "8")
     os.environ.update(WORKERS=workers, THREADS=threads)  # every server inherits the same settings
-    names = (["ours"] + ([] if args.no_peer else ["peer"]) + (["granian"] if args.granian else [])
-             + (["baseline"] if args.with_baseline else []))
+    names = ["ours"] + ([] if args.no_peer else ["peer"]) + (["baseline"] if args.with_baseline else [])
 
     tmp = Path(tempfile.mkdtemp(prefix="mk-httpbench-"))
     os.chmod(tmp, 0o755)  # the cluster's owner (postgres, when we are root) must traverse it
     pg: Postgres | None = None
-    servers: dict[str, Gunicorn] = {}
+    servers: dict[str, Server] = {}
     runs: list[Run] = []
     journey: Run | None = None
     ok = False
@@ -878,21 +858,15 @@ def main() -> int:
         if "peer" in names:
             dbs["peer"] = pg.create(PREFIX + "peer")
             reset_peer(pg, dbs["peer"])
-        if "granian" in names:
-            dbs["granian"] = pg.create(PREFIX + "granian", template)
-            fill_carts(pg, dbs["granian"], blocks)
         fill_carts(pg, dbs["ours"], blocks)
-        for name in ("ours", "granian", "baseline"):
+        for name in ("ours", "baseline"):
             if name in dbs:
                 vacuum(pg, dbs[name])
-        servers["ours"] = Gunicorn("ours", "pyapp.wsgi:app", pg.url(dbs["ours"], APP_ROLE), tmp)
+        servers["ours"] = Server("ours", pg.url(dbs["ours"], APP_ROLE), tmp)
         if "peer" in names:
             servers["peer"] = peer_server(pg, dbs["peer"], tmp, workers, threads)
-        if "granian" in names:
-            servers["granian"] = granian_server(pg, dbs["granian"], tmp, workers, threads)
         if "baseline" in names:
-            servers["baseline"] = Gunicorn("baseline", "baseline_app:app", pg.url(dbs["baseline"]), tmp,
-                                           extra_args=("--pythonpath", str(BENCH)))
+            servers["baseline"] = baseline_server(pg, dbs["baseline"], tmp, workers, threads)
         for srv in servers.values():
             srv.start()
             log(f"{srv.name}: {srv.url} (WORKERS={workers} THREADS={threads}), log {srv.logfile}")

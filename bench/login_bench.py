@@ -1,6 +1,7 @@
 """Login latency with the password cost the project uses (scrypt N = 2^17, r = 8, p = 1), against the
-cost it used before (N = 2^14), over HTTP through gunicorn as a client sees it, in alternating
-rounds so that both see the same machine. Prints a table of medians; asserts nothing.
+cost it used before (N = 2^14), over HTTP through our server (python -m pyapp.server, granian) as a
+client sees it, in alternating rounds so that both see the same machine. Prints a table of medians;
+asserts nothing.
 
     .venv/bin/python bench/login_bench.py [--logins 20]
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchpg import Postgres  # noqa: E402
-from http_bench import Gunicorn  # noqa: E402
+from http_bench import Server  # noqa: E402
 
 from pyapp import auth  # noqa: E402
 from pyapp.db import migrate  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> int:
             for i in range(args.logins):
                 c.execute("SELECT api.create_user(%s, 'T', %s)", (f"target{i}@bench.invalid", new_hash))
                 c.execute("SELECT api.create_user(%s, 'L', %s)", (f"legacy{i}@bench.invalid", legacy_hash(PASSWORD)))
-        srv = Gunicorn("login", "pyapp.wsgi:app", pg.url(db, user="marketplace_app"), tmp).start()
+        srv = Server("login", pg.url(db, user="marketplace_app"), tmp).start()
         login_ms(srv.url, "target0@bench.invalid")  # warm-up: pools, imports
         for i in range(args.logins):  # alternating: the same machine for both
             target.append(login_ms(srv.url, f"target{i}@bench.invalid"))
