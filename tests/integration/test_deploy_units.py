@@ -63,7 +63,7 @@ def seconds(value: str) -> float:
 @pytest.fixture
 def fake_root(tmp_path):
     """A root with the units in /etc/systemd/system, the system's units, the env file and a stand-in
-    python at the path ExecStart= names."""
+    at each path an Exec*= line names (the venv's python, /bin/kill)."""
     root = tmp_path / "root"
     if SYSTEM_UNITS.is_dir():
         shutil.copytree(SYSTEM_UNITS, root / SYSTEM_UNITS.relative_to("/"), symlinks=True)
@@ -73,10 +73,14 @@ def fake_root(tmp_path):
         shutil.copy(UNITS_DIR / unit, etc / unit)
     (root / "etc" / "marketplace").mkdir()
     shutil.copy(ENV_EXAMPLE, root / "etc" / "marketplace" / "marketplace.env")
-    python = root / PYTHON.lstrip("/")
-    python.parent.mkdir(parents=True)
-    python.write_text("#!/bin/sh\nexit 0\n")
-    python.chmod(0o755)
+    programs = {values.split()[0].lstrip("-@:+!") for unit in UNITS for key, lines in directives(unit).items()
+                if key.startswith("Exec") for values in lines}
+    assert PYTHON in programs, programs
+    for program in programs:
+        stand_in = root / program.lstrip("/")
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("#!/bin/sh\nexit 0\n")
+        stand_in.chmod(0o755)
     return root
 
 
@@ -131,6 +135,9 @@ def test_api_unit_serves_and_stops_within_the_servers_grace():
     d = directives("marketplace-api.service")
     assert d["ExecStart"] == [f"{PYTHON} -m pyapp serve"]
     assert d["Restart"] == ["on-failure"]
+    # systemctl reload: serve passes SIGHUP to the server, which replaces its workers
+    # (tests/integration/test_cli.py::test_serve_makes_its_own_cluster_with_passwords).
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     # The server's workers get GRACE_SECONDS to finish; systemd must wait longer before SIGKILL.
     assert seconds(d["TimeoutStopSec"][0]) >= GRACE_SECONDS + 5
     assert {"LogsDirectory", "StateDirectory"} <= d.keys()
