@@ -157,6 +157,10 @@ def main() -> int:
         server.serve(target_loader=load_app)
     except SystemExit as exc:  # granian leaves with sys.exit(1) after a crash loop
         return exc.code if isinstance(exc.code, int) else 1
+    except (RuntimeError, OSError) as exc:  # e.g. the address is in use: one line, no traceback
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"pyapp.server: cannot serve on {cfg.host}:{cfg.port}: {reason}", file=sys.stderr)
+        return 1
     finally:
         metrics.remove()
     return 0

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -490,7 +491,8 @@ def test_maintenance_mode(http_app, http_db, seller):
 
 def test_the_server_refuses_a_bad_setting_at_start():
     """pyapp/server.py: a malformed variable stops the server before it listens, with the reason
-    and exit status 2, instead of serving with a setting nobody asked for."""
+    and exit status 2, instead of serving with a setting nobody asked for; an address it cannot
+    listen on stops it with exit status 1 and the reason in one line."""
     port = free_port()
     for var, value, reason in (("SERVER_LOGLEVEL", "loud", "SERVER_LOGLEVEL must be one of"),
                                ("WORKERS", "many", "WORKERS must be an integer")):
@@ -499,6 +501,16 @@ def test_the_server_refuses_a_bad_setting_at_start():
                            text=True, timeout=60)
         assert r.returncode == 2, (var, r.returncode, r.stderr)
         assert reason in r.stderr, r.stderr
+    # An address another process holds: exit 1 with the reason in one line, not a traceback.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(taken.getsockname()[1]), "RUST_BACKTRACE": "1"}
+        r = subprocess.run([sys.executable, "-m", "pyapp.server"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert f"cannot serve on 127.0.0.1:{env['PORT']}: Address already in use" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "backtrace" not in r.stderr, r.stderr
 
 
 def test_each_answer_leaves_a_worker_in_one_send(http_app, tmp_path):
